@@ -1,0 +1,142 @@
+"""Messages other than records: acks and bundles (central → device), status (device → central).
+
+Acks and bundles are signed by central's Ed25519 key; the device holds central's
+public key from provisioning and ignores anything that does not verify. The face
+templates inside a bundle are sealed (libsodium sealed box) to the device's own
+X25519 key, derived from its Ed25519 signing key, so a retained bundle on the
+broker reveals no biometric data to anyone but that device.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from nacl.public import PrivateKey, SealedBox
+from nacl.signing import SigningKey, VerifyKey
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .canonical import canonical_bytes
+from .errors import ContractError
+from .keys import b64d, b64e, sign_object, verify_object
+
+MESSAGE_VERSION = 1
+TEMPLATE_DIMENSIONS = 128
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Ack(_Msg):
+    """Central has stored every record of ``device`` up to ``seq`` with an unbroken chain."""
+
+    v: Literal[1] = MESSAGE_VERSION
+    device: str
+    seq: int = Field(ge=0)
+    hash: str = Field(description="hash of record `seq` (genesis hash when seq is 0)")
+    at: str = Field(description="central time of the ack, ISO 8601 UTC")
+
+
+class StreamState(_Msg):
+    state: Literal["live", "reconnecting", "recording-only", "stopped"] = "stopped"
+    detail: str | None = None
+
+
+class Status(_Msg):
+    """Retained heartbeat of a device; the last will publishes ``state='offline'``."""
+
+    v: Literal[1] = MESSAGE_VERSION
+    device: str
+    state: Literal["online", "offline"]
+    at: str | None = None
+    version: str | None = None
+    hall: str | None = None
+    uptime_s: float | None = None
+    queue_depth: int | None = None
+    oldest_unsent_age_s: float | None = None
+    last_ack_seq: int | None = None
+    bundle_version: int | None = None
+    disk_free_bytes: int | None = None
+    temperature_c: float | None = None
+    clock_synced: bool | None = None
+    stream: StreamState | None = None
+    faults: list[str] = Field(default_factory=list)
+
+
+class Member(_Msg):
+    id: str
+    name: str
+    cell: str
+    cards: list[str] = Field(default_factory=list, description="member-card UIDs, upper-case hex")
+    cccd: str | None = Field(None, description="12-digit CCCD number")
+
+
+class Meeting(_Msg):
+    id: str
+    cell: str
+    hall: str
+    title: str
+    starts_at: str
+    ends_at: str
+
+
+class Bundle(_Msg):
+    """What a kiosk needs to work offline: its hall's roster, schedule and sealed templates."""
+
+    v: Literal[1] = MESSAGE_VERSION
+    device: str
+    hall: str
+    version: int = Field(ge=1, description="monotonic; a device refuses a bundle older than the one it has")
+    issued_at: str
+    members: list[Member]
+    meetings: list[Meeting]
+    templates_sealed: str = Field(description="sealed box to the device: JSON {member id: [[128 floats], ...]}")
+
+
+def encode_signed(key: SigningKey, msg: _Msg) -> bytes:
+    return canonical_bytes(sign_object(key, msg.model_dump(mode="json")))
+
+
+def decode_signed(key: VerifyKey, payload: bytes, model: type[_Msg]) -> Any:
+    """Verify central's signature over ``payload`` and parse it as ``model``."""
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ContractError("message is not a JSON object")
+    body = verify_object(key, data)
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise ContractError(f"{model.__name__} does not match the contract: {exc.errors()[0]['msg']}") from exc
+
+
+def encode_status(status: Status) -> bytes:
+    return canonical_bytes(status.model_dump(mode="json", exclude_none=True))
+
+
+def decode_status(payload: bytes) -> Status:
+    try:
+        return Status.model_validate_json(payload)
+    except ValidationError as exc:
+        raise ContractError(f"status does not match the contract: {exc.errors()[0]['msg']}") from exc
+
+
+def seal_templates(device_signing_public: VerifyKey, templates: dict[str, list[list[float]]]) -> str:
+    for member, encodings in templates.items():
+        for enc in encodings:
+            if len(enc) != TEMPLATE_DIMENSIONS:
+                raise ContractError(f"template of {member} has {len(enc)} dimensions")
+    box = SealedBox(device_signing_public.to_curve25519_public_key())
+    return b64e(box.encrypt(json.dumps(templates).encode()))
+
+
+def open_templates(device_key: SigningKey, sealed: str) -> dict[str, list[list[float]]]:
+    private: PrivateKey = device_key.to_curve25519_private_key()
+    try:
+        plain = SealedBox(private).decrypt(b64d(sealed))
+    except Exception as exc:  # nacl raises CryptoError subclasses
+        raise ContractError("templates are not sealed to this device") from exc
+    return json.loads(plain)

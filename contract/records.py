@@ -1,0 +1,130 @@
+"""The attendance record: what a device signs, chains and sends.
+
+Wire form: the UTF-8 canonical JSON (RFC 8785) of a ``SignedRecord``. The
+signature covers every other field; the record's hash (``record_hash``) covers
+the signed form, and the next record of the same device carries it as ``prev``,
+so a deleted, reordered or altered record breaks the chain visibly.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from nacl.signing import SigningKey, VerifyKey
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .canonical import GENESIS_HASH, canonical_bytes, sha256_hex
+from .errors import ContractError
+from .keys import device_id_from_public_key, sign_object, verify_object
+
+RECORD_VERSION = 1
+MAX_RECORD_BYTES = 4096  # a record is a few hundred bytes; anything huge is refused unread
+
+CardKind = Literal["member_card", "cccd_qr", "cccd_camera"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Proof(_Strict):
+    """How the member's identity was proven at the kiosk."""
+
+    card_kind: CardKind
+    face_distance: float | None = Field(None, ge=0, description="distance to the enrolled template; None if overridden")
+    face_threshold: float | None = Field(None, ge=0, description="threshold in force when the decision was made")
+    liveness: str | None = Field(None, description="liveness check result; None when not performed")
+    override: str | None = Field(None, description="who overrode a failed face check (secretary id), if anyone")
+
+
+class DeviceTime(_Strict):
+    """The device's clock reading with the evidence central needs to place it."""
+
+    wall: str = Field(description="device wall clock, ISO 8601 UTC")
+    synced: bool = Field(description="was the clock NTP-synchronised when the record was made")
+    boot_id: str = Field(description="kernel boot id; monotonic is only comparable within one boot")
+    monotonic: float = Field(ge=0, description="seconds since boot (CLOCK_MONOTONIC)")
+
+
+class RecordBody(_Strict):
+    v: Literal[1] = RECORD_VERSION
+    device: str = Field(min_length=1, max_length=64)
+    seq: int = Field(ge=1)
+    prev: str = Field(pattern=r"^[0-9a-f]{64}$")
+    meeting: str = Field(min_length=1, max_length=64)
+    member: str = Field(min_length=1, max_length=64)
+    proof: Proof
+    time: DeviceTime
+
+
+class SignedRecord(RecordBody):
+    sig: str = Field(min_length=80, max_length=90)
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"sig"})
+
+    def to_wire(self) -> bytes:
+        return canonical_bytes(self.model_dump(mode="json"))
+
+    @property
+    def hash(self) -> str:
+        return record_hash(self)
+
+
+def record_hash(record: SignedRecord) -> str:
+    return sha256_hex(record.to_wire())
+
+
+def sign_record(key: SigningKey, body: RecordBody) -> SignedRecord:
+    expected = device_id_from_public_key(key.verify_key)
+    if body.device != expected:
+        raise ContractError(f"record claims device {body.device}, key is {expected}")
+    signed = sign_object(key, body.model_dump(mode="json"))
+    return SignedRecord.model_validate(signed)
+
+
+def parse_record(payload: bytes) -> SignedRecord:
+    """Parse wire bytes into a record (shape only; the signature is checked by ``verify_record``)."""
+    if len(payload) > MAX_RECORD_BYTES:
+        raise ContractError(f"record is {len(payload)} bytes, limit {MAX_RECORD_BYTES}")
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ContractError("record is not a JSON object")
+    if data.get("v") != RECORD_VERSION:
+        raise ContractError(f"unsupported record version {data.get('v')!r}")
+    try:
+        return SignedRecord.model_validate(data)
+    except ValidationError as exc:
+        raise ContractError(f"record does not match the contract: {_first_error(exc)}") from exc
+
+
+def verify_record(key: VerifyKey, record: SignedRecord) -> None:
+    """Raise SignatureError unless ``record`` was signed by ``key`` and names that key's device."""
+    if device_id_from_public_key(key) != record.device:
+        raise ContractError("record's device id does not match the key")
+    verify_object(key, record.model_dump(mode="json"))
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "record"
+    return f"{where}: {err.get('msg')}"
+
+
+__all__ = [
+    "GENESIS_HASH",
+    "CardKind",
+    "DeviceTime",
+    "Proof",
+    "RecordBody",
+    "SignedRecord",
+    "parse_record",
+    "record_hash",
+    "sign_record",
+    "verify_record",
+]

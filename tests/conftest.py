@@ -1,0 +1,90 @@
+"""Shared fixtures: real parts (Mosquitto, SQLite files, the shared face photos)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI") == "true"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def _require(what: str, found: bool, hint: str) -> None:
+    if found:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is missing under CI: {hint}")
+    pytest.skip(f"{what} is missing: {hint}")
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """The shared face photos (HALL_FACES_DIR, default ../shared/faces): never copied into the repo."""
+    path = Path(os.environ.get("HALL_FACES_DIR", ROOT.parent / "shared" / "faces")).resolve()
+    _require("the shared face photos", (path / "obama" / "obama.jpg").is_file(), f"expected them in {path} (set HALL_FACES_DIR)")
+    return path
+
+
+class Broker:
+    """A private Mosquitto on a random loopback port, with its own config and log."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.port = free_port()
+        self.conf = workdir / "mosquitto.conf"
+        self.log = workdir / "mosquitto.log"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            f"persistence true\npersistence_location {workdir}/\n"
+            f"log_dest file {self.log}\n"
+            "max_queued_messages 0\n"
+        )
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc and self.proc.poll() is None:
+            (self.proc.kill if kill else self.proc.terminate)()
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    exe = shutil.which("mosquitto") or (Path("/usr/sbin/mosquitto") if Path("/usr/sbin/mosquitto").exists() else None)
+    _require("mosquitto", exe is not None, "apt-get install mosquitto (scripts/install.sh does it)")
+    if not shutil.which("mosquitto"):
+        os.environ["PATH"] += os.pathsep + "/usr/sbin"
+    work = tmp_path / "broker"
+    work.mkdir()
+    b = Broker(work)
+    b.start()
+    yield b
+    b.stop()
