@@ -1,0 +1,1 @@
+"""The kiosk service: readers and camera in, signed check-in records out."""

@@ -1,0 +1,211 @@
+"""The check-in flow: card → member → meeting → face → signed record → feedback.
+
+One check-in is handled at a time, in arrival order; the face check runs in the
+face worker process (off the event loop) so the page and readers never stall.
+The record is committed to the outbox before the screen says "checked in".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+from contract import Proof
+
+from .clock import SystemClock, parse_iso
+from .display import Display
+from .errors import AlreadyCheckedIn, DiskFullError
+from .outbox import Outbox
+from .roster import Roster
+
+log = logging.getLogger("edge_agent.checkin")
+
+
+class Outcome(str, Enum):
+    ACCEPTED = "accepted"
+    ALREADY = "already"
+    FACE_MISMATCH = "face_mismatch"
+    NO_FACE = "no_face"
+    SEVERAL_FACES = "several_faces"
+    TOO_FAR = "too_far"
+    NO_CAMERA = "no_camera"
+    FACE_ERROR = "face_error"
+    NO_TEMPLATE = "no_template"
+    UNKNOWN_CARD = "unknown_card"
+    OTHER_CELL = "other_cell"
+    NO_MEETING = "no_meeting"
+    BAD_QR = "bad_qr"
+    NO_ROSTER = "no_roster"
+    DISK_FULL = "disk_full"
+
+
+# face worker verdict status (its .value) -> outcome
+FACE_OUTCOMES = {
+    "no_match": Outcome.FACE_MISMATCH,
+    "no_face": Outcome.NO_FACE,
+    "several_faces": Outcome.SEVERAL_FACES,
+    "too_far": Outcome.TOO_FAR,
+    "no_camera": Outcome.NO_CAMERA,
+    "no_template": Outcome.NO_TEMPLATE,
+}
+
+
+class FaceVerifier(Protocol):
+    def verify(self, templates: list[list[float]], timeout: float = ...) -> Any: ...
+
+
+class Signals(Protocol):
+    def accepted(self) -> None: ...
+    def rejected(self) -> None: ...
+    def busy(self) -> None: ...
+    def idle(self) -> None: ...
+
+
+@dataclass
+class Result:
+    outcome: Outcome
+    member: str | None = None
+    name: str | None = None
+    meeting: str | None = None
+    seq: int | None = None
+    distance: float | None = None
+    detail: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class CheckinService:
+    def __init__(
+        self,
+        *,
+        roster: Roster,
+        outbox: Outbox,
+        face: FaceVerifier,
+        display: Display,
+        signals: Signals | None = None,
+        clock: SystemClock | None = None,
+        meeting_early_s: int = 1800,
+        verdict_hold_s: float = 4.0,
+        face_timeout_s: float = 10.0,
+    ):
+        self.roster, self.outbox, self.face, self.display = roster, outbox, face, display
+        self.signals = signals
+        self.clock = clock or SystemClock()
+        self.early_s, self.hold_s, self.face_timeout_s = meeting_early_s, verdict_hold_s, face_timeout_s
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=16)
+        self.results: list[Result] = []
+        self._idle_task: asyncio.Task | None = None
+
+    def submit(self, event: Any) -> None:
+        """Thread-safe entry for reader callbacks is loop.call_soon_threadsafe(service.submit, event)."""
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            log.warning("check-in queue full; dropped %s (the member can tap again)", event.kind)
+
+    async def run(self) -> None:
+        while True:
+            event = await self.queue.get()
+            try:
+                await self.handle(event)
+            except Exception:
+                log.exception("check-in failed for %s", getattr(event, "kind", event))
+                self._finish(Result(Outcome.FACE_ERROR, detail="internal error"))
+
+    async def handle(self, event: Any) -> Result:
+        if self._idle_task:
+            self._idle_task.cancel()
+        result = await self._decide(event)
+        self._finish(result)
+        return result
+
+    async def _decide(self, event: Any) -> Result:
+        if self.roster.bundle is None:
+            return Result(Outcome.NO_ROSTER)
+        kind, value = event.kind, event.value
+        if kind == "member_card":
+            member = self.roster.by_card(value)
+        else:
+            from hardware.cccd import parse_cccd  # noqa: PLC0415  (keeps the agent importable without the reader stack)
+            from hardware.errors import CccdError
+
+            try:
+                member = self.roster.by_cccd(parse_cccd(value).id_number)
+            except CccdError as exc:
+                log.info("rejected QR: %s", exc.reason)
+                return Result(Outcome.BAD_QR, detail=exc.reason, extra={"reason": exc.reason})
+        if member is None:
+            log.info("unknown %s %s", kind, value if kind == "member_card" else "(QR)")
+            return Result(Outcome.UNKNOWN_CARD)
+        base = dict(member=member.id, name=member.name)
+        now = self.clock.now()
+        found = self.roster.lookup(member, now, self.early_s)
+        if found.meeting is None:
+            if found.other_meeting is not None:
+                return Result(Outcome.OTHER_CELL, **base, extra={"cell": member.cell})
+            return Result(Outcome.NO_MEETING, **base)
+        meeting = found.meeting
+        base["meeting"] = meeting.id
+        existing = self.outbox.existing_checkin(meeting.id, member.id)
+        if existing is not None:
+            return Result(Outcome.ALREADY, **base, seq=existing[0])
+        templates = self.roster.templates(member.id)
+        if not templates:
+            return Result(Outcome.NO_TEMPLATE, **base)
+
+        self.display.show("verifying", tone="busy", name=member.name)
+        if self.signals:
+            self.signals.busy()
+        try:
+            verdict = await asyncio.to_thread(self.face.verify, templates, self.face_timeout_s)
+        except Exception as exc:
+            log.error("face worker failed: %s", exc)
+            return Result(Outcome.FACE_ERROR, **base, detail=str(exc))
+        status = getattr(verdict.status, "value", verdict.status)
+        distance = None if verdict.distance is None else round(float(verdict.distance), 4)
+        if status != "match":
+            return Result(FACE_OUTCOMES.get(status, Outcome.FACE_ERROR), **base, distance=distance)
+        proof = Proof(
+            card_kind=kind, face_distance=distance, face_threshold=round(float(verdict.threshold), 4)
+        )
+        try:
+            record = await asyncio.to_thread(
+                self.outbox.append, meeting=meeting.id, member=member.id, proof=proof, time_reading=self.clock.reading()
+            )
+        except AlreadyCheckedIn as exc:
+            return Result(Outcome.ALREADY, **base, seq=exc.seq)
+        except DiskFullError as exc:
+            log.error("check-in of %s refused: %s", member.id, exc)
+            return Result(Outcome.DISK_FULL, **base, distance=distance, detail=str(exc))
+        return Result(Outcome.ACCEPTED, **base, seq=record.seq, distance=distance, extra={"meeting_title": meeting.title})
+
+    def _finish(self, result: Result) -> None:
+        self.results.append(result)
+        del self.results[:-100]
+        fields = dict(result.extra)
+        if result.outcome is Outcome.ALREADY and result.meeting and result.member:
+            fields["time"] = self._checkin_time(result.meeting, result.member)
+        ok = result.outcome in (Outcome.ACCEPTED, Outcome.ALREADY)
+        self.display.show(
+            result.outcome.value,
+            tone="ok" if ok else "bad",
+            name=result.name,
+            detail=result.extra.get("meeting_title") or result.detail,
+            **{k: v for k, v in fields.items() if k != "meeting_title"},
+        )
+        if self.signals:
+            (self.signals.accepted if ok else self.signals.rejected)()
+        log.info("check-in %s member=%s seq=%s distance=%s", result.outcome.value, result.member, result.seq, result.distance)
+        self._idle_task = asyncio.get_running_loop().create_task(self._back_to_idle())
+
+    def _checkin_time(self, meeting: str, member: str) -> str:
+        existing = self.outbox.existing_checkin(meeting, member)
+        return parse_iso(existing[1]).astimezone().strftime("%H:%M") if existing else "?"
+
+    async def _back_to_idle(self) -> None:
+        await asyncio.sleep(self.hold_s)
+        self.display.show("idle")
+        if self.signals:
+            self.signals.idle()

@@ -1,0 +1,60 @@
+"""The kiosk screen's state, pushed to the page over server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from typing import Any
+
+from .catalog import say
+
+
+class Display:
+    """Holds what the screen shows now and fans it out to every open page."""
+
+    def __init__(self, history: int = 20):
+        self._subscribers: set[asyncio.Queue[str]] = set()
+        self.state: dict[str, Any] = {}
+        self.recent: deque[dict[str, Any]] = deque(maxlen=history)
+        self.health: dict[str, Any] = {}
+        self.show("idle")
+
+    def show(self, screen: str, *, tone: str = "neutral", name: str | None = None, detail: str | None = None, **fields: str) -> None:
+        self.state = {
+            "screen": screen,
+            "tone": tone,  # neutral | busy | ok | bad
+            "text": say(screen, **fields),
+            "name": name,
+            "detail": detail,
+            "at": time.time(),
+        }
+        if screen not in ("idle", "verifying"):
+            self.recent.appendleft(self.state)
+        self._broadcast()
+
+    def set_health(self, **health: Any) -> None:
+        if health != self.health:
+            self.health = health
+            self._broadcast()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {**self.state, "health": self.health}
+
+    def _broadcast(self) -> None:
+        data = json.dumps(self.snapshot(), ensure_ascii=False)
+        for q in list(self._subscribers):
+            try:
+                q.put_nowait(data)
+            except asyncio.QueueFull:
+                pass  # a stalled page misses intermediate states, never blocks the kiosk
+
+    def subscribe(self) -> asyncio.Queue[str]:
+        q: asyncio.Queue[str] = asyncio.Queue(maxsize=32)
+        q.put_nowait(json.dumps(self.snapshot(), ensure_ascii=False))
+        self._subscribers.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[str]) -> None:
+        self._subscribers.discard(q)

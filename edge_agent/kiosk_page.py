@@ -1,0 +1,79 @@
+"""The kiosk's touch page: served on loopback only, updated by server-sent events.
+
+Who may call it: only the kiosk's own browser. The app refuses any request whose
+peer is not a loopback address, on top of binding to 127.0.0.1, so a
+misconfigured bind address does not expose members' names to the hall network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, StreamingResponse
+
+from .display import Display
+
+STATIC = Path(__file__).parent / "static"
+HEARTBEAT_S = 15.0
+
+
+def _is_loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("testclient", "localhost")
+
+
+def create_app(display: Display) -> FastAPI:
+    app = FastAPI(title="Hall kiosk page", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def loopback_only(request: Request, call_next):
+        if not _is_loopback(request):
+            from fastapi.responses import PlainTextResponse
+
+            return PlainTextResponse("the kiosk page is served to the kiosk only", status_code=403)
+        return await call_next(request)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        """Caller: the kiosk's own browser (loopback)."""
+        return FileResponse(STATIC / "kiosk.html", media_type="text/html; charset=utf-8")
+
+    @app.get("/api/state")
+    async def state() -> dict:
+        """Caller: the kiosk's own browser (loopback). What the screen shows now, and recent verdicts."""
+        return {**display.snapshot(), "recent": list(display.recent)}
+
+    @app.get("/events")
+    async def events(request: Request) -> StreamingResponse:
+        """Caller: the kiosk's own browser (loopback). Server-sent events, one JSON state per message."""
+        queue = display.subscribe()
+
+        async def stream():
+            try:
+                while True:
+                    try:
+                        data = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+                        yield f"data: {data}\n\n"
+                    except TimeoutError:
+                        yield ": keep-alive\n\n"
+                    if await request.is_disconnected():
+                        break
+            finally:
+                display.unsubscribe(queue)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        """Caller: the watchdog and the self-test (loopback)."""
+        if not display.health.get("ok", True):
+            raise HTTPException(503, display.health)
+        return {"ok": True, **display.health}
+
+    return app

@@ -1,0 +1,188 @@
+"""Assembles the kiosk service from its settings and runs it.
+
+Hardware is injected: the caller may pass ready-made devices (tests, the demo);
+otherwise they are opened from the settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from contract import Status, Topics, verify_key_from_text
+from contract.errors import HallError
+
+from .checkin import CheckinService
+from .clock import SystemClock, iso
+from .display import Display
+from .errors import AgentError, BundleRejected
+from .identity import DeviceIdentity
+from .kiosk_page import create_app
+from .outbox import Outbox
+from .roster import Roster
+from .settings import AgentSettings
+from .uplink import Uplink
+
+log = logging.getLogger("edge_agent.service")
+
+VERSION = "0.1.0"
+THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
+
+
+class NotEnrolled(AgentError, RuntimeError):
+    pass
+
+
+def read_temperature() -> float | None:
+    try:
+        return int(THERMAL.read_text()) / 1000.0
+    except (OSError, ValueError):
+        return None
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, *, face: Any = None, signals: Any = None, clock: Any = None,
+                 card_port: Any = None, qr_port: Any = None):
+        if not settings.central_public_key:
+            raise NotEnrolled("no central public key configured: enrol this kiosk (hall provision enroll) "
+                              "or set HALL_AGENT_CENTRAL_PUBLIC_KEY")
+        self.settings = settings
+        self.started = time.monotonic()
+        self.identity = DeviceIdentity(settings.data_dir)
+        self.central_key = verify_key_from_text(settings.central_public_key)
+        self.clock = clock or SystemClock()
+        self.display = Display()
+        self.outbox = Outbox(Path(settings.data_dir) / "outbox.sqlite3", signing_key=self.identity.signing_key,
+                             min_free_bytes=settings.min_free_bytes)
+        self.roster = Roster(data_dir=settings.data_dir, device_key=self.identity.signing_key,
+                             central_key=self.central_key, storage_box=self.identity.storage_box)
+        self.face = face
+        self.signals = signals
+        self._card_port, self._qr_port = card_port, qr_port
+        self.readers: list[Any] = []
+        self.faults: list[str] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.checkin: CheckinService | None = None
+        self.uplink = Uplink(
+            outbox=self.outbox, device_id=self.identity.device_id, central_key=self.central_key,
+            host=settings.mqtt_host, port=settings.mqtt_port, topics=Topics(settings.topic_prefix),
+            status=self.status, on_bundle=self._on_bundle, keepalive=settings.mqtt_keepalive,
+            window=settings.send_window,
+        )
+
+    # -- wiring ---------------------------------------------------------------------
+
+    def _on_bundle(self, payload: bytes) -> None:
+        try:
+            self.roster.receive(payload)
+        except BundleRejected as exc:
+            log.error("%s", exc)
+            self.faults.append(str(exc))
+            del self.faults[:-5]
+
+    def _open_hardware(self) -> None:
+        s = self.settings
+        if self.signals is None:
+            from hardware.signals import Signals
+
+            factory = None
+            if s.mock_gpio:
+                from gpiozero.pins.mock import MockFactory
+
+                factory = MockFactory()
+            self.signals = Signals(green_pin=s.green_pin, red_pin=s.red_pin, buzzer_pin=s.buzzer_pin, pin_factory=factory)
+        if self.face is None:
+            from .face.worker import FaceWorker
+
+            kwargs: dict[str, Any] = {"camera_source": s.camera, "fresh_window_s": s.face_fresh_window_s}
+            if s.face_threshold is not None:
+                kwargs["threshold"] = s.face_threshold
+            self.face = FaceWorker(**kwargs)
+            self.face.start()
+        from hardware.pn532 import Pn532Reader
+        from hardware.qr_scanner import QrScanner
+        from hardware.serial_ports import open_serial
+
+        card_port = self._card_port or (open_serial(s.card_reader) if s.card_reader else None)
+        if card_port is not None:
+            self.readers.append(Pn532Reader(port=card_port, on_card=self._from_thread))
+        qr_port = self._qr_port or (open_serial(s.qr_scanner) if s.qr_scanner else None)
+        if qr_port is not None:
+            self.readers.append(QrScanner(port=qr_port, on_scan=self._from_thread))
+        for reader in self.readers:
+            reader.start()
+
+    def _from_thread(self, event: Any) -> None:
+        assert self.loop and self.checkin
+        self.loop.call_soon_threadsafe(self.checkin.submit, event)
+
+    # -- status -----------------------------------------------------------------------
+
+    def current_faults(self) -> list[str]:
+        faults = list(self.faults)
+        if self.roster.bundle is None:
+            faults.append("no roster from central yet")
+        if self.face is not None and hasattr(self.face, "alive") and not self.face.alive:
+            faults.append("face worker not running")
+        free = shutil.disk_usage(self.settings.data_dir).free
+        if free < self.settings.min_free_bytes:
+            faults.append(f"disk full: {free // 1024} KiB free")
+        return faults
+
+    def status(self) -> Status:
+        return Status(
+            device=self.identity.device_id, state="online", at=iso(self.clock.now()), version=VERSION,
+            hall=self.roster.bundle.hall if self.roster.bundle else (self.settings.hall or None),
+            uptime_s=round(time.monotonic() - self.started, 1), queue_depth=self.outbox.depth(),
+            oldest_unsent_age_s=self.outbox.oldest_unsent_age(), last_ack_seq=self.outbox.acked_seq(),
+            bundle_version=self.roster.version, disk_free_bytes=shutil.disk_usage(self.settings.data_dir).free,
+            temperature_c=read_temperature(), clock_synced=self.clock.synced(), faults=self.current_faults(),
+        )
+
+    async def _health_loop(self) -> None:
+        while True:
+            self.display.set_health(online=self.uplink.connected, queue_depth=self.outbox.depth(),
+                                    faults=self.current_faults(), device=self.identity.device_id)
+            await asyncio.sleep(1.0)
+
+    # -- run ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.checkin = CheckinService(
+            roster=self.roster, outbox=self.outbox, face=None, display=self.display, clock=self.clock,
+            meeting_early_s=self.settings.meeting_early_s, verdict_hold_s=self.settings.verdict_hold_s,
+        )
+        await asyncio.to_thread(self._open_hardware)
+        self.checkin.face, self.checkin.signals = self.face, self.signals
+        self.uplink.start()
+        config = uvicorn.Config(create_app(self.display), host=self.settings.http_host, port=self.settings.http_port,
+                                log_level="warning", lifespan="off")
+        server = uvicorn.Server(config)
+        log.info("kiosk %s page on http://%s:%d/", self.identity.device_id, self.settings.http_host, self.settings.http_port)
+        tasks = [asyncio.create_task(self.checkin.run()), asyncio.create_task(self._health_loop())]
+        try:
+            await server.serve()
+        finally:
+            for t in tasks:
+                t.cancel()
+            self.close()
+
+    def close(self) -> None:
+        for reader in self.readers:
+            try:
+                reader.stop()
+            except HallError:
+                pass
+        self.uplink.stop()
+        if self.face is not None and hasattr(self.face, "stop"):
+            self.face.stop()
+        if self.signals is not None and hasattr(self.signals, "close"):
+            self.signals.close()
+        self.outbox.close()

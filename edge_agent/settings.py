@@ -1,0 +1,51 @@
+"""Settings of the kiosk service (`HALL_AGENT_*` environment variables).
+
+Secrets (the device key) never live in settings: the key is a 0600 file in the
+data directory, made on the device and never copied off it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ipaddress
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contract import DEFAULT_PREFIX
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HALL_AGENT_", extra="forbid")
+
+    data_dir: Path = Field(Path("var/agent"), description="writable data directory: device key, outbox, bundle")
+    hall: str = Field("", description="hall this kiosk stands in (informational; the bundle is authoritative)")
+    mqtt_host: str = Field("127.0.0.1", description="MQTT broker host")
+    mqtt_port: int = Field(1883, description="MQTT broker port")
+    mqtt_keepalive: int = Field(30, description="MQTT keepalive seconds; a dead link is noticed after 1.5x this")
+    topic_prefix: str = Field(DEFAULT_PREFIX, description="MQTT topic prefix shared with central")
+    central_public_key: str = Field("", description="central's Ed25519 public key (base64url); acks and bundles must verify against it")
+    card_reader: str = Field("", description="serial port of the PN532 NFC reader (path or pyserial URL); empty = none")
+    qr_scanner: str = Field("", description="serial port of the QR scanner (path or pyserial URL); empty = none")
+    camera: str = Field("0", description="camera source: index, /dev/videoN, file, URL, folder:/dir or still:/file")
+    face_threshold: float | None = Field(None, description="face distance at or under which faces match; default from edge_agent.face")
+    face_fresh_window_s: float = Field(1.0, description="how old a pre-computed face encoding may be when a card is tapped")
+    green_pin: str = Field("GPIO17", description="GPIO pin of the green LED")
+    red_pin: str = Field("GPIO27", description="GPIO pin of the red LED")
+    buzzer_pin: str = Field("GPIO22", description="GPIO pin of the buzzer")
+    mock_gpio: bool = Field(False, description="use gpiozero's MockFactory (no real pins: demo and tests)")
+    http_host: str = Field("127.0.0.1", description="kiosk page address: loopback only, the page is for the kiosk's own screen")
+    http_port: int = Field(8080, description="kiosk page port")
+    verdict_hold_s: float = Field(4.0, description="seconds a verdict stays on the page before it returns to idle")
+    meeting_early_s: int = Field(1800, description="check-in opens this many seconds before a meeting starts")
+    min_free_bytes: int = Field(20 * 1024 * 1024, description="refuse new check-ins below this much free disk in data_dir")
+    send_window: int = Field(64, description="records in flight (sent, not yet acknowledged) at most")
+
+    @field_validator("http_host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        # The page shows members' names and verdicts: it is for the kiosk's own screen only.
+        if value != "localhost" and not ipaddress.ip_address(value).is_loopback:
+            raise ValueError(f"the kiosk page must listen on a loopback address, not {value}")
+        return value

@@ -1,0 +1,44 @@
+"""`hall agent ...`: the kiosk service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+
+import click
+
+
+@click.group()
+def agent() -> None:
+    """The kiosk service (edge agent). Configured by HALL_AGENT_* variables."""
+
+
+@agent.command("run")
+@click.option("--log-level", default="INFO", show_default=True)
+def run(log_level: str) -> None:
+    """Run the kiosk: readers, camera, face worker, outbox, uplink and the kiosk page."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from edge_agent.service import Agent, NotEnrolled
+    from edge_agent.settings import AgentSettings
+
+    try:
+        agent_ = Agent(AgentSettings())
+    except NotEnrolled as exc:
+        click.echo(f"hall agent: {exc}", err=True)
+        sys.exit(2)
+    try:
+        asyncio.run(agent_.run())
+    except KeyboardInterrupt:
+        pass
+
+
+@agent.command("id")
+def identity() -> None:
+    """Print this kiosk's device id and public key as JSON (creates the key on first use)."""
+    from edge_agent.identity import DeviceIdentity
+    from edge_agent.settings import AgentSettings
+
+    ident = DeviceIdentity(AgentSettings().data_dir)
+    click.echo(json.dumps({"device": ident.device_id, "public_key": ident.public_key}))
