@@ -1,0 +1,42 @@
+"""`hall face …`: face verification tools for technicians and enrolment staff."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def face() -> None:
+    """Face verification tools."""
+
+
+@face.command()
+@click.argument("enrolled_photo", type=click.Path(path_type=Path))
+@click.argument("probe_photo", type=click.Path(path_type=Path))
+@click.option("--threshold", type=click.FloatRange(0.0, 2.0, min_open=True, max_open=True), default=None,
+              help="match at or under this distance [default: edge_agent.face DEFAULT_THRESHOLD]")
+def compare(enrolled_photo: Path, probe_photo: Path, threshold: float | None) -> None:
+    """Compare the face in PROBE_PHOTO with the one in ENROLLED_PHOTO.
+
+    Both photos must hold exactly one face; each is encoded as enrolment encodes it (full
+    resolution). Prints {"match", "distance", "threshold"} as JSON.
+
+    Exit status: 0 match, 1 no match, 2 bad input (unreadable file, no face, several faces).
+    """
+    from edge_agent.face.pipeline import DEFAULT_THRESHOLD, FaceError, encode_photo
+
+    limit = DEFAULT_THRESHOLD if threshold is None else threshold
+    try:
+        enrolled = encode_photo(enrolled_photo)
+        probe = encode_photo(probe_photo)
+    except FaceError as e:
+        click.echo(f"hall face compare: {e}", err=True)
+        sys.exit(2)
+    distance = sum((a - b) ** 2 for a, b in zip(enrolled, probe)) ** 0.5
+    match = distance <= limit
+    click.echo(json.dumps({"match": match, "distance": round(distance, 4), "threshold": limit}))
+    sys.exit(0 if match else 1)
