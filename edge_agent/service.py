@@ -26,6 +26,7 @@ from .identity import DeviceIdentity
 from .kiosk_page import create_app
 from .outbox import Outbox
 from .roster import Roster
+from .sd_notify import notify
 from .settings import AgentSettings
 from .uplink import Uplink
 
@@ -69,6 +70,7 @@ class Agent:
         self.faults: list[str] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self.checkin: CheckinService | None = None
+        self._server: uvicorn.Server | None = None
         self.uplink = Uplink(
             outbox=self.outbox, device_id=self.identity.device_id, central_key=self.central_key,
             host=settings.mqtt_host, port=settings.mqtt_port, topics=Topics(settings.topic_prefix),
@@ -146,9 +148,13 @@ class Agent:
         )
 
     async def _health_loop(self) -> None:
+        notify("READY=1")
         while True:
+            faults = self.current_faults()
             self.display.set_health(online=self.uplink.connected, queue_depth=self.outbox.depth(),
-                                    faults=self.current_faults(), device=self.identity.device_id)
+                                    faults=faults, device=self.identity.device_id)
+            # Pinged from the event loop itself: if the loop hangs, systemd restarts us.
+            notify("WATCHDOG=1\nSTATUS=" + ("; ".join(faults) or "ok"))
             await asyncio.sleep(1.0)
 
     # -- run ----------------------------------------------------------------------------
@@ -164,7 +170,7 @@ class Agent:
         self.uplink.start()
         config = uvicorn.Config(create_app(self.display), host=self.settings.http_host, port=self.settings.http_port,
                                 log_level="warning", lifespan="off")
-        server = uvicorn.Server(config)
+        server = self._server = uvicorn.Server(config)
         log.info("kiosk %s page on http://%s:%d/", self.identity.device_id, self.settings.http_host, self.settings.http_port)
         tasks = [asyncio.create_task(self.checkin.run()), asyncio.create_task(self._health_loop())]
         try:
@@ -173,6 +179,11 @@ class Agent:
             for t in tasks:
                 t.cancel()
             self.close()
+
+    def request_stop(self) -> None:
+        """Ask a running agent to stop (from any thread); run() returns once it has."""
+        if self._server is not None:
+            self._server.should_exit = True
 
     def close(self) -> None:
         for reader in self.readers:

@@ -1,0 +1,140 @@
+"""`hall demo`: the whole system on one machine — broker, central, one simulated kiosk."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("var/demo"), show_default=True,
+              help="where the demo keeps its databases, keys and logs")
+@click.option("--faces", type=click.Path(path_type=Path), default=None,
+              help="the shared face photos (default: HALL_FACES_DIR or ../shared/faces)")
+@click.option("--central-port", default=8800, show_default=True, help="central dashboard/API port (next free if taken)")
+@click.option("--kiosk-port", default=8080, show_default=True, help="kiosk page port (next free if taken)")
+@click.option("--mqtt-port", default=18830, show_default=True, help="Mosquitto port (next free if taken)")
+@click.option("--control-port", default=8090, show_default=True, help="simulator control port (next free if taken)")
+@click.option("--keep", is_flag=True, help="keep the previous demo's data instead of starting fresh")
+@click.option("--for", "run_for", type=float, default=None, help="stop by itself after this many seconds")
+def demo(data_dir: Path, faces: Path | None, central_port: int, kiosk_port: int, mqtt_port: int, control_port: int,
+         keep: bool, run_for: float | None) -> None:
+    """Run Mosquitto, central and one simulated kiosk on loopback ports, until Ctrl-C."""
+    from . import demo_data
+    from .processes import Child, free_port, mosquitto_binary, mosquitto_config, wait_port
+
+    faces = (faces or demo_data.faces_dir()).resolve()
+    if not (faces / "obama" / "obama.jpg").is_file():
+        click.echo(f"hall demo: the face photos are not in {faces}; set HALL_FACES_DIR or --faces", err=True)
+        sys.exit(2)
+    data_dir = data_dir.resolve()
+    if data_dir.exists() and not keep:
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    mqtt_port, central_port = free_port(mqtt_port), free_port(central_port)
+    kiosk_port, control_port = free_port(kiosk_port), free_port(control_port)
+    hall_exe = str(Path(sys.executable).with_name("hall"))
+    children: list[Child] = []
+    rigs: list = []
+
+    def shutdown(code: int = 0) -> None:
+        for child in reversed(children):
+            child.stop()
+        for r in rigs:
+            r.stop()
+        sys.exit(code)
+
+    signal.signal(signal.SIGTERM, lambda *_: shutdown(0))
+    try:
+        click.echo("hall demo: starting Mosquitto …")
+        conf = mosquitto_config(data_dir / "mosquitto", mqtt_port)
+        children.append(Child("mosquitto", [mosquitto_binary(), "-c", str(conf)], log_path=data_dir / "mosquitto" / "stdout.log"))
+        wait_port(mqtt_port, proc=children[-1])
+
+        click.echo("hall demo: enrolling the demo cell at central (face templates from the photos) …")
+        from central import keys as central_keys
+        from central.settings import CentralSettings
+        from central.store import open_store
+        from edge_agent.identity import DeviceIdentity
+
+        token = secrets.token_urlsafe(24)
+        central_env = {
+            "HALL_CENTRAL_DATA_DIR": str(data_dir / "central"), "HALL_CENTRAL_MQTT_PORT": str(mqtt_port),
+            "HALL_CENTRAL_HTTP_PORT": str(central_port), "HALL_CENTRAL_STAFF_TOKEN": token,
+        }
+        csettings = CentralSettings(data_dir=data_dir / "central", mqtt_port=mqtt_port, http_port=central_port)
+        kiosk = DeviceIdentity(data_dir / "kiosk")
+        store = open_store(csettings.data_dir)
+        try:
+            meeting_id = demo_data.seed_central(store, central_keys.template_box(csettings.data_dir), faces, [kiosk.public_key])
+        finally:
+            store.close()
+        central_key = central_keys.central_public_key(csettings)
+
+        click.echo("hall demo: starting central …")
+        children.append(Child("central", [hall_exe, "central", "run"], log_path=data_dir / "central.log", env=central_env))
+        wait_port(central_port, proc=children[-1])
+
+        from .sim_rig import SimRig
+
+        rig = SimRig(stage_path=data_dir / "camera-stage.jpg", default_faces=demo_data.default_faces(faces))
+        rig.start()
+        rigs.append(rig)
+        control = rig.serve_control(control_port)
+        click.echo("hall demo: starting the kiosk (face models load in its worker) …")
+        agent_env = {
+            "HALL_AGENT_DATA_DIR": str(data_dir / "kiosk"), "HALL_AGENT_MQTT_PORT": str(mqtt_port),
+            "HALL_AGENT_CENTRAL_PUBLIC_KEY": central_key, "HALL_AGENT_CARD_READER": rig.card_port,
+            "HALL_AGENT_QR_SCANNER": rig.qr_port, "HALL_AGENT_CAMERA": f"still:{rig.stage_path}",
+            "HALL_AGENT_MOCK_GPIO": "true", "HALL_AGENT_HTTP_PORT": str(kiosk_port), "HALL_AGENT_HALL": demo_data.HALL,
+        }
+        children.append(Child("kiosk", [hall_exe, "agent", "run"], log_path=data_dir / "kiosk.log", env=agent_env))
+        wait_port(kiosk_port, timeout=90, proc=children[-1])
+        (data_dir / "sim.json").write_text(json.dumps({"control": control}))
+        Path("var/demo").mkdir(parents=True, exist_ok=True)
+        if Path("var/demo").resolve() != data_dir:
+            (Path("var/demo") / "sim.json").write_text(json.dumps({"control": control}))
+
+        obama, alex = demo_data.MEMBERS[0], demo_data.MEMBERS[4]
+        click.echo(f"""
+Hall demo is running (Ctrl-C stops it).
+
+  Kiosk page    http://127.0.0.1:{kiosk_port}/
+  Central       http://127.0.0.1:{central_port}/login?token={token}
+  API           curl -H 'Authorization: Bearer {token}' http://127.0.0.1:{central_port}/api/meetings/{meeting_id}/attendance
+  MQTT broker   127.0.0.1:{mqtt_port}    logs: {data_dir}/*.log
+
+Simulate (in another terminal, from this folder):
+  .venv/bin/hall sim tap --card {obama.card}                 # {obama.name}: face matches → checked in
+  .venv/bin/hall sim tap --card {demo_data.MEMBERS[1].card} --face {faces / 'obama/obama2.jpg'}   # Biden's card, Obama's face → rejected
+  .venv/bin/hall sim tap --card {demo_data.UNKNOWN_CARD}                 # unknown card
+  .venv/bin/hall sim tap --card {alex.card}                 # member of another cell
+  .venv/bin/hall sim scan '{demo_data.MEMBERS[2].qr()}'
+  .venv/bin/hall sim garbage --hex 00ff05fbd44a0101   # broken frame on the reader line
+Members: {", ".join(f"{m.name} ({m.card})" for m in demo_data.MEMBERS)}
+""", nl=True)
+        sys.stdout.flush()
+        deadline = time.monotonic() + run_for if run_for else None
+        while deadline is None or time.monotonic() < deadline:
+            for child in children:
+                if not child.alive:
+                    click.echo(f"hall demo: {child.name} exited ({child.popen.returncode}); last lines of {child.log_path}:\n{child.tail()}", err=True)
+                    shutdown(1)
+            time.sleep(0.5)
+        shutdown(0)
+    except KeyboardInterrupt:
+        click.echo("\nhall demo: stopping …")
+        shutdown(0)
+    except Exception as exc:
+        click.echo(f"hall demo: {exc}", err=True)
+        for child in children:
+            if not child.alive:
+                click.echo(f"--- {child.name} ({child.log_path}):\n{child.tail()}", err=True)
+        shutdown(1)

@@ -1,0 +1,75 @@
+"""`hall sim ...`: drive the simulated hardware of a running `hall demo`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+import httpx
+
+STATE_FILE = Path("var/demo/sim.json")
+
+
+def _control_url(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    if os.environ.get("HALL_SIM_CONTROL"):
+        return os.environ["HALL_SIM_CONTROL"]
+    try:
+        return json.loads(STATE_FILE.read_text())["control"]
+    except (OSError, ValueError, KeyError):
+        click.echo(f"hall sim: no running demo found ({STATE_FILE} missing); start `hall demo` first "
+                   "or pass --control URL", err=True)
+        sys.exit(2)
+
+
+def _post(control: str | None, path: str, payload: dict) -> None:
+    url = _control_url(control) + path
+    try:
+        reply = httpx.post(url, json=payload, timeout=10)
+    except httpx.HTTPError as exc:
+        click.echo(f"hall sim: cannot reach the demo at {url}: {exc}", err=True)
+        sys.exit(2)
+    click.echo(reply.text)
+    if reply.status_code != 200:
+        sys.exit(2)
+
+
+control_option = click.option("--control", default=None, help="control URL of the demo (default: from var/demo/sim.json)")
+face_option = click.option("--face", default=None,
+                           help="photo the camera shows (default: the member's own probe photo; 'none' for an empty camera)")
+
+
+@click.group()
+def sim() -> None:
+    """Drive the simulated card reader, QR scanner and camera of a running `hall demo`."""
+
+
+@sim.command()
+@click.option("--card", required=True, help="member-card UID, hex (e.g. 04A1B2C3D4E5F6)")
+@face_option
+@control_option
+def tap(card: str, face: str | None, control: str | None) -> None:
+    """Tap a member card on the simulated PN532 (the camera first shows --face)."""
+    _post(control, "/tap", {"card": card, "face": face})
+
+
+@sim.command()
+@click.argument("text")
+@face_option
+@control_option
+def scan(text: str, face: str | None, control: str | None) -> None:
+    """Scan TEXT (a CCCD QR payload) on the simulated serial QR scanner."""
+    _post(control, "/scan", {"text": text, "face": face})
+
+
+@sim.command()
+@click.option("--hex", "hexdata", default="00ff13ab00ff03fd", show_default=True, help="bytes to inject, hex")
+@click.option("--target", type=click.Choice(["card", "qr"]), default="card", show_default=True)
+@control_option
+def garbage(hexdata: str, target: str, control: str | None) -> None:
+    """Inject raw bytes (line noise, broken frames) on a simulated serial line."""
+    _post(control, "/garbage", {"hex": hexdata, "target": target})

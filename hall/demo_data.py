@@ -1,0 +1,91 @@
+"""The demo cell: members enrolled from the shared face photos, a meeting happening now.
+
+Used by `hall demo` and by the end-to-end tests, so both run the same data.
+The photos are read from the faces folder (HALL_FACES_DIR); nothing is copied.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HALL = "HALL-AN-BINH"
+CELL = "CELL-THON-DONG"
+OTHER_CELL = "CELL-THON-TAY"
+ADDRESS = "Thôn Đông, xã An Bình, huyện Thuận Thành, Bắc Ninh"
+
+
+@dataclass(frozen=True)
+class DemoMember:
+    id: str
+    name: str
+    cell: str
+    card: str
+    cccd: str
+    birth: str  # ddmmyyyy
+    sex: str
+    enrol: str  # photo enrolled at central, relative to the faces folder
+    probe: str  # a different photo of the same person, shown to the kiosk camera
+
+    def qr(self) -> str:
+        """The CCCD QR payload this member's ID card would carry."""
+        return f"{self.cccd}||{self.name}|{self.birth}|{self.sex}|{ADDRESS}|15062021"
+
+
+MEMBERS = [
+    DemoMember("M001", "Barack Obama", CELL, "04A1B2C3D4E5F6", "027061012345", "04081961", "Nam", "obama/obama.jpg", "obama/obama2.jpg"),
+    DemoMember("M002", "Joe Biden", CELL, "04B2C3D4E5F607", "027042067890", "20111942", "Nam", "biden/biden.jpg", "biden/biden2.jpg"),
+    DemoMember("M003", "Kit Harington", CELL, "04C3D4E5F60718", "027086011111", "26121986", "Nam", "kit_harington/john1.jpeg", "kit_harington/john2.jpeg"),
+    DemoMember("M004", "Rose Leslie", CELL, "04D4E5F6071829", "027187022222", "09021987", "Nữ", "rose_leslie/img1.jpg", "rose_leslie/img2.jpg"),
+    DemoMember("M005", "Alex Lacamoire", OTHER_CELL, "04E5F60718293A", "027075033333", "19101975", "Nam", "alex_lacamoire/img1.jpg", "alex_lacamoire/img1.jpg"),
+]
+UNKNOWN_CARD = "04FFFFFFFFFF01"
+
+
+def faces_dir() -> Path:
+    return Path(os.environ.get("HALL_FACES_DIR", ROOT.parent / "shared" / "faces")).resolve()
+
+
+def meeting_now(now: datetime | None = None) -> dict:
+    now = now or datetime.now(timezone.utc)
+    return {
+        "meeting_id": "MEET-" + now.strftime("%Y%m%d"),
+        "cell": CELL,
+        "hall": HALL,
+        "title": "Sinh hoạt chi bộ thường kỳ tháng " + str(now.month),
+        "starts": now - timedelta(minutes=10),
+        "ends": now + timedelta(hours=3),
+    }
+
+
+def seed_central(store, box, faces: Path, device_public_keys: list[str], *, now: datetime | None = None) -> str:
+    """Load the demo hall, cells, members (with face templates) and today's meeting; register kiosks.
+
+    Returns the meeting id.
+    """
+    from central import registry
+    from central.enrolment import enrol_member
+
+    registry.add_hall(store, HALL, "Nhà văn hoá thôn Đông, xã An Bình")
+    registry.add_cell(store, CELL, "Chi bộ thôn Đông")
+    registry.add_cell(store, OTHER_CELL, "Chi bộ thôn Tây")
+    for m in MEMBERS:
+        enrol_member(store, box, member_id=m.id, name=m.name, cell=m.cell, photos=[faces / m.enrol], cccd=m.cccd, cards=[m.card])
+    meeting = meeting_now(now)
+    registry.add_meeting(store, meeting["meeting_id"], cell=meeting["cell"], hall=meeting["hall"],
+                         title=meeting["title"], starts=meeting["starts"], ends=meeting["ends"])
+    for key in device_public_keys:
+        registry.add_device(store, key, HALL)
+    return meeting["meeting_id"]
+
+
+def default_faces(faces: Path) -> dict[str, Path]:
+    """What the simulated camera shows when a card is tapped or a QR scanned without --face."""
+    out: dict[str, Path] = {}
+    for m in MEMBERS:
+        out[m.card] = faces / m.probe
+        out[m.cccd] = faces / m.probe
+    return out

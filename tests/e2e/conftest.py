@@ -1,0 +1,127 @@
+"""The whole slice on real parts: Mosquitto, central (FastAPI + SQLite), the kiosk agent with
+its face worker, simulated PN532 and QR scanner on pseudo-terminals, and headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from tests.conftest import IN_CI, Broker, free_port, wait_port
+
+CHROMIUM = os.environ.get("HALL_CHROMIUM", "/usr/bin/chromium")
+
+
+def wait_for(predicate, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def module_broker(tmp_path_factory):
+    if not shutil.which("mosquitto"):
+        os.environ["PATH"] += os.pathsep + "/usr/sbin"
+    if not shutil.which("mosquitto"):
+        (pytest.fail if IN_CI else pytest.skip)("mosquitto is not installed")
+    b = Broker(tmp_path_factory.mktemp("broker"))
+    b.start()
+    yield b
+    b.stop()
+
+
+class System:
+    """Handles on every part, for tests to drive and inspect."""
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory, module_broker, faces_dir):
+    from central import keys as central_keys
+    from central.service import CentralService
+    from central.settings import CentralSettings
+    from central.store import open_store
+    from edge_agent.identity import DeviceIdentity
+    from edge_agent.service import Agent
+    from edge_agent.settings import AgentSettings
+    from hall import demo_data
+    from hall.sim_rig import SimRig
+    from hardware.signals import Signals
+
+    work = tmp_path_factory.mktemp("system")
+    s = System()
+    s.faces = faces_dir
+    s.token = secrets.token_urlsafe(24)
+    csettings = CentralSettings(data_dir=work / "central", mqtt_port=module_broker.port, http_port=free_port(), staff_token=s.token)
+    kiosk_id = DeviceIdentity(work / "kiosk")
+    store = open_store(csettings.data_dir)
+    try:
+        s.meeting = demo_data.seed_central(store, central_keys.template_box(csettings.data_dir), faces_dir, [kiosk_id.public_key])
+    finally:
+        store.close()
+    s.central = CentralService(csettings)
+    s.central.start()
+    s.central_url = s.central.url.rstrip("/")
+
+    s.rig = SimRig(stage_path=work / "stage.jpg", default_faces=demo_data.default_faces(faces_dir))
+    s.rig.start()
+    s.pins = MockFactory()
+    s.signals = Signals(green_pin=17, red_pin=27, buzzer_pin=22, pin_factory=s.pins)
+    kiosk_port = free_port()
+    asettings = AgentSettings(
+        data_dir=work / "kiosk", mqtt_port=module_broker.port, central_public_key=s.central.public_key,
+        card_reader=s.rig.card_port, qr_scanner=s.rig.qr_port, camera=f"still:{s.rig.stage_path}",
+        http_port=kiosk_port, verdict_hold_s=30.0,
+    )
+    s.agent = Agent(asettings, signals=s.signals)
+    thread = threading.Thread(target=lambda: asyncio.run(s.agent.run()), name="agent", daemon=True)
+    thread.start()
+    wait_port(kiosk_port, timeout=90)
+    s.kiosk_url = f"http://127.0.0.1:{kiosk_port}"
+    wait_for(lambda: s.agent.roster.bundle is not None, timeout=30, what="the roster bundle from central")
+    yield s
+    s.agent.request_stop()
+    thread.join(30)
+    s.rig.stop()
+    s.central.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        (pytest.fail if IN_CI else pytest.skip)(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def kiosk_page(system, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(system.kiosk_url)
+    # Record every screen the page shows, so a test can see "verifying" come before the verdict.
+    page.evaluate("""() => {
+        window.__screens = [];
+        const main = document.getElementById('screen');
+        new MutationObserver(() => window.__screens.push(main.dataset.screen))
+            .observe(main, {attributes: true, attributeFilter: ['data-screen']});
+    }""")
+    yield page
+    page.close()

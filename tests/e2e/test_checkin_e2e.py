@@ -1,0 +1,114 @@
+"""A member taps a card (or scans a CCCD) at the kiosk: what the member sees, what central stores."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from hall import demo_data
+
+from .conftest import wait_for
+
+OBAMA, BIDEN, KIT, ROSE, ALEX = demo_data.MEMBERS
+
+pytestmark = pytest.mark.e2e
+
+
+def api(system, path):
+    return httpx.get(system.central_url + path, headers={"Authorization": f"Bearer {system.token}"}, timeout=5).json()
+
+
+def present_ids(system):
+    data = api(system, f"/api/meetings/{system.meeting}/attendance")
+    return {row["member_id"] for row in data["present"]}
+
+
+def verdict(page, screen, timeout=15_000):
+    page.wait_for_selector(f"#screen[data-screen='{screen}']", timeout=timeout)
+    return page.inner_text("#vi"), page.inner_text("#name"), page.inner_text("#en")
+
+
+def reset_screens(page):
+    page.evaluate("() => { window.__screens = []; }")
+
+
+def test_kiosk_idle_page_is_vietnamese_first(kiosk_page):
+    assert kiosk_page.get_attribute("html", "lang") == "vi"
+    assert "chạm thẻ" in kiosk_page.inner_text("#vi")
+    assert "Tap your member card" in kiosk_page.inner_text("#en")
+
+
+def test_wrong_face_on_a_members_card_is_rejected_and_not_stored(system, kiosk_page):
+    reset_screens(kiosk_page)
+    system.rig.tap(OBAMA.card, face=str(system.faces / BIDEN.probe))
+    vi, name, _ = verdict(kiosk_page, "face_mismatch")
+    assert vi == "Khuôn mặt không khớp với thẻ" and name == OBAMA.name
+    assert kiosk_page.evaluate("window.__screens").index("verifying") < kiosk_page.evaluate("window.__screens").index("face_mismatch")
+    assert system.pins.pin(27).state  # red LED on
+    assert system.agent.outbox.head()[0] == 0
+    assert OBAMA.id not in present_ids(system)
+
+
+def test_member_card_and_matching_face_is_checked_in_and_reaches_central(system, kiosk_page):
+    reset_screens(kiosk_page)
+    system.rig.tap(OBAMA.card)  # the camera shows obama2.jpg; obama.jpg was enrolled
+    vi, name, _ = verdict(kiosk_page, "accepted")
+    assert (vi, name) == ("Đã điểm danh", OBAMA.name)
+    screens = kiosk_page.evaluate("window.__screens")
+    assert "verifying" in screens and screens.index("verifying") < screens.index("accepted")
+    assert system.pins.pin(17).state  # green LED on
+    wait_for(lambda: OBAMA.id in present_ids(system), what="attendance at central")
+    wait_for(lambda: system.agent.outbox.depth() == 0, what="central's ack emptying the outbox")
+
+
+def test_second_tap_says_already_checked_in_without_a_new_record(system, kiosk_page):
+    head = system.agent.outbox.head()[0]
+    system.rig.tap(OBAMA.card)
+    vi, _, en = verdict(kiosk_page, "already")
+    assert vi.startswith("Đã điểm danh trước đó lúc") and "Already checked in" in en
+    assert system.agent.outbox.head()[0] == head
+
+
+def test_cccd_qr_from_the_serial_scanner_checks_in(system, kiosk_page):
+    system.rig.scan(KIT.qr())
+    vi, name, _ = verdict(kiosk_page, "accepted")
+    assert name == KIT.name
+    wait_for(lambda: KIT.id in present_ids(system), what="Kit's attendance at central")
+
+
+def test_unknown_card(system, kiosk_page):
+    system.rig.tap(demo_data.UNKNOWN_CARD, face="none")
+    vi, _, _ = verdict(kiosk_page, "unknown_card")
+    assert vi == "Thẻ không có trong danh sách"
+
+
+def test_member_of_another_cell(system, kiosk_page):
+    system.rig.tap(ALEX.card)
+    vi, name, _ = verdict(kiosk_page, "other_cell")
+    assert name == ALEX.name and demo_data.OTHER_CELL in vi
+
+
+def test_malformed_qr_shows_the_reason(system, kiosk_page):
+    system.rig.scan("027061012345|Obama|04081961")
+    vi, _, en = verdict(kiosk_page, "bad_qr")
+    assert vi == "Mã QR không hợp lệ"
+    assert "7 fields" in en and "got 3" in en
+
+
+def test_garbage_on_the_reader_line_is_survived(system, kiosk_page):
+    reader = next(r for r in system.agent.readers if hasattr(r, "stats") and "bad_frames" in r.stats)
+    before = reader.stats["bad_frames"]
+    system.rig.garbage(bytes.fromhex("00ff05fbd44a0101") + b"\x13\x37garbage\x00\x00\xff")
+    system.rig.tap(ROSE.card)
+    vi, name, _ = verdict(kiosk_page, "accepted")
+    assert name == ROSE.name
+    assert reader.stats["bad_frames"] > before
+
+
+def test_central_page_lists_who_is_present(system, browser):
+    page = browser.new_page()
+    page.goto(f"{system.central_url}/login?token={system.token}")
+    for member in (OBAMA, KIT, ROSE):
+        page.wait_for_selector(f"[data-member-id='{member.id}']", timeout=10_000)
+    assert BIDEN.name not in page.inner_text("[data-present]") if page.query_selector("[data-present]") else True
+    page.close()
