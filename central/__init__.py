@@ -1,0 +1,1 @@
+"""Central: collector (verify → chain → store → ack), registry, enrolment, bundles, API and page."""

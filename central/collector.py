@@ -1,0 +1,206 @@
+"""The collector: MQTT in, verified records stored, signed acks and bundles out.
+
+paho's network thread only queues messages; one worker thread verifies and
+stores them in batches, commits, then publishes the acks, and only then
+acknowledges (PUBACK) the messages to the broker (``manual_ack``). With a
+persistent session (``clean_session=False``) the broker keeps records that
+arrive while central is down, and redelivers any whose PUBACK was not sent, so
+a crash between receipt and commit loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from nacl.secret import SecretBox
+from nacl.signing import SigningKey
+
+from contract import Ack, Topics, encode_signed
+from contract.topics import QOS, RETAIN, Kind
+
+from .bundles import publish_bundles
+from .ingest import Ingest, head, reject
+from .settings import CentralSettings
+from .store import Store, utc_now
+
+log = logging.getLogger("central.collector")
+
+BATCH_MAX = 256
+
+
+@dataclass(frozen=True)
+class _Incoming:
+    generation: int
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    retained: bool
+
+
+class Collector:
+    def __init__(
+        self,
+        settings: CentralSettings,
+        store: Store,
+        *,
+        key: SigningKey,
+        box: SecretBox,
+        client_factory: type[mqtt.Client] = mqtt.Client,
+    ):
+        self.settings, self.store, self.key, self.box = settings, store, key, box
+        self.topics = Topics(settings.topic_prefix)
+        # Exactly what the contract says central listens to; a test compares both sides.
+        self.subscriptions: list[tuple[str, int]] = self.topics.central_subscriptions()
+        self.ingest = Ingest(store, self.topics)
+        self.connected = False
+        self.published_bundle_version: int | None = None
+        self._inbox: queue.Queue[_Incoming | str] = queue.Queue()
+        self._generation = 0  # bumps per connection: a PUBACK must not reach a later session's message id
+        self._stop = threading.Event()
+        self._retry: list[_Incoming] = []
+        self._worker: threading.Thread | None = None
+        self.client = client_factory(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=settings.mqtt_client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_message = self._on_message
+
+    # paho's thread -----------------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("broker refused the connection: %s", reason)
+            return
+        self._generation += 1
+        self.connected = True
+        client.subscribe(self.subscriptions)
+        self._inbox.put("connected")
+        log.info("connected to %s:%d, subscribed to %s", self.settings.mqtt_host, self.settings.mqtt_port, [t for t, _ in self.subscriptions])
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
+        self.connected = False
+        if not self._stop.is_set():
+            log.warning("disconnected from the broker (%s); reconnecting with backoff", reason)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        log.warning("cannot reach the broker at %s:%d; retrying with backoff", self.settings.mqtt_host, self.settings.mqtt_port)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self._inbox.put(_Incoming(self._generation, msg.mid, msg.qos, msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    # lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._run, name="central-collector", daemon=True)
+        self._worker.start()
+        self.client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, self.settings.mqtt_keepalive)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._inbox.put("stop")
+        if self._worker:
+            self._worker.join(timeout=10)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected = False
+
+    def stats(self) -> dict[str, object]:
+        return {"connected": self.connected, "queued": self._inbox.qsize(), **dict(self.ingest.counts)}
+
+    # worker thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        last_check = 0.0
+        while not self._stop.is_set():
+            try:
+                first = self._inbox.get(timeout=self.settings.bundle_check_s)
+            except queue.Empty:
+                first = None
+            batch, self._retry = self._retry, []
+            republish = False
+            for item in self._drain(first):
+                if item == "connected":
+                    republish = True
+                elif isinstance(item, _Incoming):
+                    batch.append(item)
+            if batch:
+                try:
+                    self._process(batch)
+                except Exception:  # e.g. disk full: nothing was acknowledged, so keep the batch and retry
+                    log.exception("collector batch of %d message(s) failed; retrying", len(batch))
+                    self._retry = batch
+                    time.sleep(0.5)
+            try:
+                if republish:
+                    self._republish_all()
+                elif time.monotonic() - last_check >= self.settings.bundle_check_s:
+                    last_check = time.monotonic()
+                    if self.connected and self.store.bundle_version() != self.published_bundle_version:
+                        self._publish_bundles()
+            except Exception:  # the next check (or reconnect) publishes again
+                log.exception("publishing acks or bundles failed")
+                self.published_bundle_version = None
+
+    def _drain(self, first: _Incoming | str | None) -> list[_Incoming | str]:
+        items: list[_Incoming | str] = [] if first is None else [first]
+        while len(items) < BATCH_MAX:
+            try:
+                items.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _process(self, batch: list[_Incoming]) -> None:
+        to_ack: set[str] = set()
+        with self.store.transaction():
+            for msg in batch:
+                try:
+                    with self.store.transaction():  # a savepoint: one bad message cannot undo the batch
+                        device = self.ingest.handle(msg.topic, msg.payload, retained=msg.retained)
+                except Exception as exc:
+                    log.exception("internal error on %s", msg.topic)
+                    reject(self.store, msg.topic, None, f"internal error: {type(exc).__name__}: {exc}", msg.payload)
+                    device = None
+                if device:
+                    to_ack.add(device)
+        # Committed: now the acks may claim these records, and the broker may forget the messages.
+        for device in sorted(to_ack):
+            self.publish_ack(device)
+        for msg in batch:
+            if msg.qos > 0 and msg.generation == self._generation:
+                self.client.ack(msg.mid, msg.qos)
+
+    def publish_ack(self, device: str) -> Ack:
+        h = head(self.store, device)
+        ack = Ack(device=device, seq=h.seq, hash=h.hash, at=utc_now())
+        self.client.publish(self.topics.ack(device), encode_signed(self.key, ack), qos=QOS[Kind.ACK], retain=RETAIN[Kind.ACK])
+        return ack
+
+    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def _publish_bundles(self) -> None:
+        version = self.store.bundle_version()
+        publish_bundles(self.store, self.topics, self._publish, key=self.key, box=self.box)
+        self.published_bundle_version = version
+
+    def _republish_all(self) -> None:
+        # Retained messages survive on a persistent broker, but not on one that lost its store.
+        for r in self.store.rows("SELECT c.device FROM chain c JOIN devices d ON d.id = c.device WHERE d.revoked_at IS NULL"):
+            self.publish_ack(r["device"])
+        self._publish_bundles()

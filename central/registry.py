@@ -1,0 +1,245 @@
+"""The registry: halls, cells, members, meetings and devices.
+
+Every change that alters what a kiosk's bundle holds bumps the bundle version in
+the same transaction, so the collector (in this process or another) notices and
+republishes. Halls and cells referenced by a member, meeting or device are
+created on first use with their id as name; ``add_hall``/``add_cell`` rename them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from nacl.secret import SecretBox
+
+from contract import device_id_from_public_key, verify_key_from_text
+from contract.errors import ContractError
+from contract.messages import TEMPLATE_DIMENSIONS
+
+from .errors import NotFound, RegistryError
+from .store import Store, utc_now
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+CARD_RE = re.compile(r"^[0-9A-F]{8,20}$")
+CCCD_RE = re.compile(r"^[0-9]{12}$")
+
+
+def check_id(kind: str, value: str) -> str:
+    value = (value or "").strip()
+    if not ID_RE.match(value):
+        raise RegistryError(f"bad {kind} id {value!r}: 1-64 letters, digits or . _ : -, starting with a letter or digit")
+    return value
+
+
+def normalise_card(uid: str) -> str:
+    """Card UIDs are stored as the contract says: upper-case hex, no separators."""
+    clean = re.sub(r"[\s:-]", "", uid or "").upper()
+    if not CARD_RE.match(clean) or len(clean) % 2:
+        raise RegistryError(f"bad card UID {uid!r}: expected 4-10 bytes of hex")
+    return clean
+
+
+def check_cccd(cccd: str | None) -> str | None:
+    if cccd is None or not cccd.strip():
+        return None
+    if not CCCD_RE.match(cccd.strip()):
+        raise RegistryError(f"bad CCCD number {cccd!r}: expected 12 digits")
+    return cccd.strip()
+
+
+def utc_text(value: str | datetime) -> str:
+    """ISO 8601 UTC with a Z; a time without a zone is refused rather than guessed."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise RegistryError(f"bad time {value!r}: use ISO 8601, e.g. 2025-03-01T08:00:00+07:00") from None
+    if value.tzinfo is None:
+        raise RegistryError(f"time {value.isoformat()} has no time zone: add Z or an offset such as +07:00")
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _bump(store: Store) -> None:
+    store.bump_bundle_version()
+
+
+def _ensure(store: Store, table: str, ident: str) -> None:
+    store.db.execute(f"INSERT OR IGNORE INTO {table} (id, name, created_at) VALUES (?, ?, ?)", [ident, ident, utc_now()])
+
+
+def add_hall(store: Store, hall_id: str, name: str | None = None) -> None:
+    hall_id = check_id("hall", hall_id)
+    with store.transaction() as db:
+        db.execute(
+            "INSERT INTO halls (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name",
+            [hall_id, name or hall_id, utc_now()],
+        )
+
+
+def add_cell(store: Store, cell_id: str, name: str | None = None) -> None:
+    cell_id = check_id("cell", cell_id)
+    with store.transaction() as db:
+        db.execute(
+            "INSERT INTO cells (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name",
+            [cell_id, name or cell_id, utc_now()],
+        )
+        _bump(store)
+
+
+def add_member(
+    store: Store,
+    member_id: str,
+    name: str,
+    cell: str,
+    *,
+    cccd: str | None = None,
+    cards: Iterable[str] = (),
+    templates: Sequence[Sequence[float]] | None = None,
+    box: SecretBox | None = None,
+) -> bool:
+    """Create or update a member; ``templates`` (with ``box``) replace the enrolled ones. True if new."""
+    member_id, cell = check_id("member", member_id), check_id("cell", cell)
+    if not (name or "").strip():
+        raise RegistryError(f"member {member_id} has no name")
+    cccd = check_cccd(cccd)
+    uids = sorted({normalise_card(c) for c in cards})
+    if templates is not None:
+        if box is None:
+            raise RegistryError("templates need the template key (box) to be stored encrypted")
+        for enc in templates:
+            if len(enc) != TEMPLATE_DIMENSIONS:
+                raise RegistryError(f"a face template has {len(enc)} numbers, expected {TEMPLATE_DIMENSIONS}")
+    now = utc_now()
+    with store.transaction() as db:
+        check_member_conflicts(store, member_id, cccd=cccd, cards=uids)
+        _ensure(store, "cells", cell)
+        is_new = store.scalar("SELECT 1 FROM members WHERE id = ?", [member_id]) is None
+        db.execute(
+            "INSERT INTO members (id, name, cell, cccd, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET name = excluded.name, cell = excluded.cell, cccd = excluded.cccd, "
+            "updated_at = excluded.updated_at",
+            [member_id, name.strip(), cell, cccd, now, now],
+        )
+        db.execute("DELETE FROM cards WHERE member_id = ?", [member_id])
+        for uid in uids:
+            db.execute("INSERT INTO cards (uid, member_id) VALUES (?, ?)", [uid, member_id])
+        if templates is not None:
+            assert box is not None
+            db.execute("DELETE FROM templates WHERE member_id = ?", [member_id])
+            for enc in templates:
+                sealed = box.encrypt(json.dumps([float(x) for x in enc]).encode())
+                db.execute(
+                    "INSERT INTO templates (member_id, encoding_sealed, created_at) VALUES (?, ?, ?)",
+                    [member_id, bytes(sealed), now],
+                )
+        _bump(store)
+    return is_new
+
+
+def check_member_conflicts(store: Store, member_id: str, *, cccd: str | None, cards: Iterable[str]) -> None:
+    """RegistryError if a card or the CCCD number already identifies another member."""
+    for uid in cards:
+        owner = store.scalar("SELECT member_id FROM cards WHERE uid = ?", [normalise_card(uid)])
+        if owner is not None and owner != member_id:
+            raise RegistryError(f"card {normalise_card(uid)} already belongs to member {owner}")
+    cccd = check_cccd(cccd)
+    if cccd:
+        owner = store.scalar("SELECT id FROM members WHERE cccd = ?", [cccd])
+        if owner is not None and owner != member_id:
+            raise RegistryError(f"CCCD {cccd} already belongs to member {owner}")
+
+
+def member_templates(store: Store, box: SecretBox, member_ids: Iterable[str]) -> dict[str, list[list[float]]]:
+    """Decrypted templates of ``member_ids`` (members without templates are left out)."""
+    ids = list(member_ids)
+    out: dict[str, list[list[float]]] = {}
+    if not ids:
+        return out
+    marks = ",".join("?" * len(ids))
+    for r in store.rows(f"SELECT member_id, encoding_sealed FROM templates WHERE member_id IN ({marks}) ORDER BY id", ids):
+        out.setdefault(r["member_id"], []).append(json.loads(box.decrypt(r["encoding_sealed"])))
+    return out
+
+
+def add_meeting(
+    store: Store, meeting_id: str, *, cell: str, hall: str, title: str, starts: str | datetime, ends: str | datetime
+) -> None:
+    meeting_id, cell, hall = check_id("meeting", meeting_id), check_id("cell", cell), check_id("hall", hall)
+    starts_at, ends_at = utc_text(starts), utc_text(ends)
+    if ends_at <= starts_at:
+        raise RegistryError(f"meeting {meeting_id} ends ({ends_at}) before it starts ({starts_at})")
+    if not (title or "").strip():
+        raise RegistryError(f"meeting {meeting_id} has no title")
+    with store.transaction() as db:
+        _ensure(store, "cells", cell)
+        _ensure(store, "halls", hall)
+        db.execute(
+            "INSERT INTO meetings (id, cell, hall, title, starts_at, ends_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET cell = excluded.cell, hall = excluded.hall, title = excluded.title, "
+            "starts_at = excluded.starts_at, ends_at = excluded.ends_at",
+            [meeting_id, cell, hall, title.strip(), starts_at, ends_at],
+        )
+        _bump(store)
+
+
+def add_device(store: Store, public_key: str, hall: str) -> str:
+    """Register a kiosk by its public key (text form); returns the device id derived from it."""
+    try:
+        device_id = device_id_from_public_key(verify_key_from_text(public_key.strip()))
+    except ContractError as exc:
+        raise RegistryError(f"bad device public key: {exc}") from None
+    hall = check_id("hall", hall)
+    with store.transaction() as db:
+        existing = store.row("SELECT revoked_at FROM devices WHERE id = ?", [device_id])
+        if existing and existing["revoked_at"]:
+            raise RegistryError(f"device {device_id} was revoked on {existing['revoked_at']}; make a new key")
+        _ensure(store, "halls", hall)
+        db.execute(
+            "INSERT INTO devices (id, public_key, hall, registered_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET hall = excluded.hall",
+            [device_id, public_key.strip(), hall, utc_now()],
+        )
+        _bump(store)
+    return device_id
+
+
+def revoke_device(store: Store, device_id: str) -> None:
+    with store.transaction() as db:
+        if db.execute("UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [utc_now(), device_id]).rowcount != 1:
+            if store.scalar("SELECT 1 FROM devices WHERE id = ?", [device_id]) is None:
+                raise NotFound(f"no device {device_id}")
+        _bump(store)
+
+
+def get_device(store: Store, device_id: str) -> dict[str, Any] | None:
+    return store.row("SELECT * FROM devices WHERE id = ?", [device_id])
+
+
+def list_devices(store: Store) -> list[dict[str, Any]]:
+    return store.rows("SELECT * FROM devices ORDER BY hall, id")
+
+
+def get_meeting(store: Store, meeting_id: str) -> dict[str, Any] | None:
+    return store.row("SELECT * FROM meetings WHERE id = ?", [meeting_id])
+
+
+def list_meetings(store: Store) -> list[dict[str, Any]]:
+    return store.rows("SELECT * FROM meetings ORDER BY starts_at, id")
+
+
+def cell_members(store: Store, cell: str) -> list[dict[str, Any]]:
+    return store.rows("SELECT id, name, cell FROM members WHERE cell = ? ORDER BY name, id", [cell])
+
+
+def member_cards(store: Store, member_ids: Iterable[str]) -> dict[str, list[str]]:
+    ids = list(member_ids)
+    out: dict[str, list[str]] = {i: [] for i in ids}
+    if ids:
+        marks = ",".join("?" * len(ids))
+        for r in store.rows(f"SELECT uid, member_id FROM cards WHERE member_id IN ({marks}) ORDER BY uid", ids):
+            out[r["member_id"]].append(r["uid"])
+    return out

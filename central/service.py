@@ -1,0 +1,81 @@
+"""Central as one process: the collector and the API (uvicorn) side by side.
+
+``CentralService(settings).start()`` runs both in background threads and
+returns once the HTTP port is listening; ``stop()`` ends them. The `hall
+central run` command and the demo both use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import uvicorn
+
+from . import keys
+from .api import create_app
+from .collector import Collector
+from .errors import CentralError
+from .settings import CentralSettings
+from .store import Store, open_store
+
+log = logging.getLogger("central.service")
+
+
+class CentralService:
+    def __init__(self, settings: CentralSettings):
+        self.settings = settings
+        self.store: Store | None = None
+        self.collector: Collector | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.http_host}:{self.settings.http_port}/"
+
+    @property
+    def public_key(self) -> str:
+        return keys.central_public_key(self.settings)
+
+    def start(self, *, timeout: float = 15.0) -> None:
+        token = self.settings.checked_staff_token()  # refuse placeholders before opening anything
+        self.store = open_store(self.settings.data_dir)
+        key, box = keys.signing_key(self.settings.data_dir), keys.template_box(self.settings.data_dir)
+        self.collector = Collector(self.settings, self.store, key=key, box=box)
+        self.collector.start()
+        app = create_app(store=self.store, staff_token=token, collector=self.collector)
+        config = uvicorn.Config(app, host=self.settings.http_host, port=self.settings.http_port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="central-http", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise CentralError(f"the API did not start on {self.settings.http_host}:{self.settings.http_port} (port in use?)")
+            time.sleep(0.02)
+        log.info("central running: %s", self.url)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self.collector is not None:
+            self.collector.stop()
+        if self.store is not None:
+            self.store.close()
+        self._server = self._thread = self.collector = self.store = None
+
+    def __enter__(self) -> CentralService:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def central_public_key(settings: CentralSettings) -> str:
+    return keys.central_public_key(settings)

@@ -1,0 +1,101 @@
+"""Settings of central (`HALL_CENTRAL_*` environment variables).
+
+The staff token is a secret: it may come from the environment or, under systemd,
+from ``$CREDENTIALS_DIRECTORY/staff_token`` (``LoadCredential=``), so it never
+has to sit in a unit file. Placeholder tokens are refused when the service
+starts, not when settings load, so offline commands (`hall central key`) work
+without one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from contract import DEFAULT_PREFIX
+
+from .errors import SettingsError
+
+# Fields that may be read from systemd's credentials directory, one file each.
+CREDENTIAL_FIELDS = ("staff_token",)
+PLACEHOLDER_TOKENS = {
+    "", "changeme", "change-me", "change_me", "changethis", "secret", "password", "token",
+    "staff", "admin", "placeholder", "example", "test", "xxx", "todo", "none", "null",
+}
+MIN_TOKEN_CHARS = 16
+
+
+class CredentialsDirectorySource(PydanticBaseSettingsSource):
+    """Read secret fields from ``$CREDENTIALS_DIRECTORY/<field name>`` when systemd provides one."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            return {}
+        found: dict[str, Any] = {}
+        for name in CREDENTIAL_FIELDS:
+            path = Path(directory) / name
+            if path.is_file():
+                found[name] = path.read_text(encoding="utf-8").strip()
+        return found
+
+
+class CentralSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HALL_CENTRAL_", extra="forbid")
+
+    data_dir: Path = Field(Path("var/central"), description="writable data directory: database, central's signing key, template key")
+    mqtt_host: str = Field("127.0.0.1", description="MQTT broker host")
+    mqtt_port: int = Field(1883, description="MQTT broker port")
+    mqtt_client_id: str = Field("hall-central", description="MQTT client id; the broker keeps this persistent session's queued records while central is down")
+    mqtt_keepalive: int = Field(30, description="MQTT keepalive seconds")
+    topic_prefix: str = Field(DEFAULT_PREFIX, description="MQTT topic prefix shared with the kiosks")
+    http_host: str = Field("127.0.0.1", description="address the API and staff page listen on")
+    http_port: int = Field(8800, description="port of the API and staff page")
+    staff_token: SecretStr = Field(SecretStr(""), description="secret bearer token for the API and staff page; also read from $CREDENTIALS_DIRECTORY/staff_token")
+    bundle_check_s: float = Field(1.0, description="how often the collector looks for registry changes to republish bundles")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, CredentialsDirectorySource(settings_cls), file_secret_settings
+
+    @model_validator(mode="after")
+    def _no_unknown_environment(self) -> CentralSettings:
+        # extra="forbid" only covers keyword arguments: a misspelt variable would be silently ignored.
+        prefix = (self.model_config.get("env_prefix") or "").upper()
+        known = {prefix + name.upper() for name in type(self).model_fields}
+        unknown = sorted(k for k in os.environ if k.upper().startswith(prefix) and k.upper() not in known)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return self
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "central.db"
+
+    def checked_staff_token(self) -> str:
+        """The staff token, or SettingsError when it is empty, short or an obvious placeholder."""
+        token = self.staff_token.get_secret_value().strip()
+        lowered = token.lower()
+        if lowered in PLACEHOLDER_TOKENS or lowered.startswith(("<", "your", "change")) or len(set(token)) < 4:
+            raise SettingsError(
+                "the staff token is empty or a placeholder: set HALL_CENTRAL_STAFF_TOKEN or "
+                "$CREDENTIALS_DIRECTORY/staff_token to a random value (python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+            )
+        if len(token) < MIN_TOKEN_CHARS:
+            raise SettingsError(f"the staff token is {len(token)} characters; use at least {MIN_TOKEN_CHARS}")
+        return token

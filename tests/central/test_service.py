@@ -1,0 +1,52 @@
+"""Central as one process: collector and API together, over real MQTT and HTTP."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+
+from central import registry
+from central.errors import SettingsError
+from central.settings import CentralSettings
+from central.service import CentralService, central_public_key
+from central.store import open_store
+from contract import Ack, Bundle, Topics, decode_signed, verify_key_from_text
+from tests.central import STAFF_TOKEN, Device, Probe, settings_for, wait_until
+from tests.conftest import free_port
+
+
+def test_service_stores_a_check_in_and_the_page_api_shows_it(tmp_path, broker):
+    settings = settings_for(tmp_path, broker.port, http_port=free_port())
+    device = Device()
+    now = datetime.now(timezone.utc)
+    with open_store(settings.data_dir) as store:  # registry changes from another connection, as the CLI makes them
+        registry.add_member(store, "m1", "Nguyễn Văn A", "C1")
+        registry.add_meeting(store, "mt1", cell="C1", hall="H1", title="Họp", starts=now - timedelta(minutes=5), ends=now + timedelta(hours=1))
+        registry.add_device(store, device.public_key, "H1")
+    topics = Topics(settings.topic_prefix)
+    central_key = verify_key_from_text(central_public_key(settings))
+    with CentralService(settings) as service:
+        probe = Probe(broker.port, [t for t, _ in topics.device_subscriptions(device.id)])  # what a kiosk listens to
+        try:
+            bundle = decode_signed(central_key, probe.wait(topics.bundle(device.id))[0], Bundle)
+            assert [m.id for m in bundle.members] == ["m1"]
+            probe.publish(topics.attendance(device.id), device.record("m1", "mt1").to_wire())
+            wait_until(lambda: any(decode_signed(central_key, p, Ack).seq == 1 for p in probe.on(topics.ack(device.id))), what="ack 1")
+        finally:
+            probe.close()
+        with httpx.Client(base_url=service.url, timeout=5) as http:
+            assert http.get("/healthz").status_code == 200
+            assert http.get("/api/meetings/mt1/attendance").status_code == 401
+            http.get("/login", params={"token": STAFF_TOKEN})
+            present = http.get("/api/meetings/mt1/attendance").json()["present"]
+            assert [p["member_id"] for p in present] == ["m1"]
+            assert http.get("/api/collector").json()["stored"] == 1
+
+
+def test_service_refuses_to_start_with_a_placeholder_token(tmp_path):
+    settings = CentralSettings(data_dir=tmp_path / "c", staff_token="changeme")
+    with pytest.raises(SettingsError):
+        CentralService(settings).start()
+    assert not (tmp_path / "c" / "central.db").exists()  # refused before touching anything
