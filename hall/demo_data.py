@@ -77,6 +77,11 @@ def seed_central(store, box, faces: Path, device_public_keys: list[str], *, now:
     meeting = meeting_now(now)
     registry.add_meeting(store, meeting["meeting_id"], cell=meeting["cell"], hall=meeting["hall"],
                          title=meeting["title"], starts=meeting["starts"], ends=meeting["ends"])
+    # The hall also hosts the other cell (tomorrow), so its members are on this kiosk's roster
+    # and a tap today is told "another cell" rather than "unknown card".
+    registry.add_meeting(store, "MEET-TAY-" + meeting["starts"].strftime("%Y%m%d"), cell=OTHER_CELL, hall=HALL,
+                         title="Sinh hoạt chi bộ thôn Tây", starts=meeting["starts"] + timedelta(days=1),
+                         ends=meeting["ends"] + timedelta(days=1))
     for key in device_public_keys:
         registry.add_device(store, key, HALL)
     return meeting["meeting_id"]

@@ -52,6 +52,9 @@ class SimRig:
         return str(photo) if photo else None
 
     def tap(self, card: str, face: str | None = None) -> dict:
+        # The previous card leaves the field first; the settle time below is long enough for
+        # the reader to see it gone, so a second tap of the same card is a new tap.
+        self.pn532.remove_card()
         shown = self._stage(card.upper(), face)
         self.pn532.present_card(card.upper())
         return {"tapped": card.upper(), "face": shown}

@@ -109,6 +109,9 @@ def test_central_page_lists_who_is_present(system, browser):
     page = browser.new_page()
     page.goto(f"{system.central_url}/login?token={system.token}")
     for member in (OBAMA, KIT, ROSE):
-        page.wait_for_selector(f"[data-member-id='{member.id}']", timeout=10_000)
-    assert BIDEN.name not in page.inner_text("[data-present]") if page.query_selector("[data-present]") else True
+        row = page.wait_for_selector(f"tr.present-member[data-member-id='{member.id}']", timeout=10_000)
+        assert member.name in row.inner_text()
+    # Biden never checked in (his face did not match Obama's card): listed as absent, not present
+    assert page.query_selector(f"tr.present-member[data-member-id='{BIDEN.id}']") is None
+    assert page.query_selector(f"li.absent-member[data-member-id='{BIDEN.id}']") is not None
     page.close()
