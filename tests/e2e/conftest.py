@@ -29,7 +29,7 @@ def wait_for(predicate, timeout=20.0, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def module_broker(tmp_path_factory):
     if not shutil.which("mosquitto"):
         os.environ["PATH"] += os.pathsep + "/usr/sbin"
@@ -45,7 +45,7 @@ class System:
     """Handles on every part, for tests to drive and inspect."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def system(tmp_path_factory, module_broker, faces_dir):
     from central import keys as central_keys
     from central.service import CentralService
@@ -96,7 +96,7 @@ def system(tmp_path_factory, module_broker, faces_dir):
     s.central.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
@@ -112,7 +112,7 @@ def browser():
         b.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kiosk_page(system, browser):
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.goto(system.kiosk_url)

@@ -7,6 +7,7 @@ cases are about the flow; real faces are tested in test_face_* and end to end.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -87,7 +88,9 @@ def kiosk(tmp_path):
 
 
 def run(service, kind, value):
-    return asyncio.run(service.handle(CardEvent(kind=kind, value=value, source="test")))
+    # a loop of its own in a thread: independent of any loop another fixture keeps running
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, service.handle(CardEvent(kind=kind, value=value, source="test"))).result()
 
 
 def test_without_a_roster_the_kiosk_says_so(kiosk):
