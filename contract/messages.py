@@ -56,6 +56,8 @@ class Status(_Msg):
     queue_depth: int | None = None
     oldest_unsent_age_s: float | None = None
     last_ack_seq: int | None = None
+    last_ack_at: str | None = Field(None, description="when central's last ack arrived (device clock)")
+    in_flight: int | None = Field(None, description="records sent and not yet acknowledged")
     bundle_version: int | None = None
     disk_free_bytes: int | None = None
     temperature_c: float | None = None

@@ -84,6 +84,7 @@ class Outbox:
             self._conn.execute(f"PRAGMA max_page_count={int(max_pages)}")
         migrate(self._conn, MIGRATIONS)
         self.listeners: list[Callable[[], None]] = []
+        self.full = False  # the last append failed for want of space; cleared by the next success or ack
 
     # -- writing ---------------------------------------------------------------
 
@@ -92,6 +93,7 @@ class Outbox:
 
     def check_space(self) -> None:
         if self._min_free and self.free_bytes() < self._min_free:
+            self.full = True
             raise DiskFullError(errno.ENOSPC, f"only {self.free_bytes()} bytes free in {self.path.parent}")
 
     def existing_checkin(self, meeting: str, member: str) -> tuple[int, str] | None:
@@ -128,6 +130,7 @@ class Outbox:
                     )
                     self._conn.execute("UPDATE chain SET seq=?, hash=? WHERE id=1", (record.seq, record.hash))
                     self._conn.execute("COMMIT")
+                    self.full = False
                 except BaseException:
                     # SQLite may already have rolled back itself (e.g. on SQLITE_FULL).
                     if self._conn.in_transaction:
@@ -135,6 +138,7 @@ class Outbox:
                     raise
             except sqlite3.OperationalError as exc:
                 if "full" in str(exc):
+                    self.full = True
                     raise DiskFullError(errno.ENOSPC, f"outbox cannot grow: {exc}") from exc
                 raise
         for notify in self.listeners:
@@ -169,6 +173,8 @@ class Outbox:
             )
             self._conn.execute("COMMIT")
             dropped = cur.rowcount
+            if dropped:
+                self.full = False  # freed pages are reused by the next append
         for notify in self.listeners:
             notify()
         return dropped

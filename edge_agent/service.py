@@ -10,6 +10,7 @@ import asyncio
 import logging
 import shutil
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,8 @@ class Agent:
         self.clock = clock or SystemClock()
         self.display = Display()
         self.outbox = Outbox(Path(settings.data_dir) / "outbox.sqlite3", signing_key=self.identity.signing_key,
-                             min_free_bytes=settings.min_free_bytes)
+                             min_free_bytes=settings.min_free_bytes,
+                             max_pages=int(settings.outbox_max_mb * 1024 * 1024 / 4096))
         self.roster = Roster(data_dir=settings.data_dir, device_key=self.identity.signing_key,
                              central_key=self.central_key, storage_box=self.identity.storage_box)
         self.face = face
@@ -135,6 +137,8 @@ class Agent:
         free = shutil.disk_usage(self.settings.data_dir).free
         if free < self.settings.min_free_bytes:
             faults.append(f"disk full: {free // 1024} KiB free")
+        elif self.outbox.full:
+            faults.append("outbox full: check-ins refused until central acknowledges queued records")
         return faults
 
     def status(self) -> Status:
@@ -143,6 +147,8 @@ class Agent:
             hall=self.roster.bundle.hall if self.roster.bundle else (self.settings.hall or None),
             uptime_s=round(time.monotonic() - self.started, 1), queue_depth=self.outbox.depth(),
             oldest_unsent_age_s=self.outbox.oldest_unsent_age(), last_ack_seq=self.outbox.acked_seq(),
+            last_ack_at=None if self.uplink.last_ack_at is None else iso(datetime.fromtimestamp(self.uplink.last_ack_at, timezone.utc)),
+            in_flight=self.uplink.in_flight,
             bundle_version=self.roster.version, disk_free_bytes=shutil.disk_usage(self.settings.data_dir).free,
             temperature_c=read_temperature(), clock_synced=self.clock.synced(), faults=self.current_faults(),
         )
@@ -151,8 +157,10 @@ class Agent:
         notify("READY=1")
         while True:
             faults = self.current_faults()
+            age = self.outbox.oldest_unsent_age()
             self.display.set_health(online=self.uplink.connected, queue_depth=self.outbox.depth(),
-                                    faults=faults, device=self.identity.device_id)
+                                    oldest_unsent_s=None if age is None else round(age), faults=faults,
+                                    device=self.identity.device_id)
             # Pinged from the event loop itself: if the loop hangs, systemd restarts us.
             notify("WATCHDOG=1\nSTATUS=" + ("; ".join(faults) or "ok"))
             await asyncio.sleep(1.0)

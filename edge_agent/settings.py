@@ -40,6 +40,7 @@ class AgentSettings(BaseSettings):
     verdict_hold_s: float = Field(4.0, description="seconds a verdict stays on the page before it returns to idle")
     meeting_early_s: int = Field(1800, description="check-in opens this many seconds before a meeting starts")
     min_free_bytes: int = Field(20 * 1024 * 1024, description="refuse new check-ins below this much free disk in data_dir")
+    outbox_max_mb: float = Field(512.0, description="the outbox file never grows past this; check-ins are refused (and said so) beyond it")
     send_window: int = Field(64, description="records in flight (sent, not yet acknowledged) at most")
 
     @field_validator("http_host")

@@ -95,6 +95,10 @@ class Uplink:
         self.client.disconnect()
         self.client.loop_stop()
 
+    @property
+    def in_flight(self) -> int:
+        return max(0, self._sent_upto - self.outbox.acked_seq())
+
     def nudge(self) -> None:
         with self._wake:
             self._wake.notify_all()
