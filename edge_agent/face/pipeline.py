@@ -107,14 +107,19 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union else 0.0
 
 
-def _detect(frame_bgr: np.ndarray, width: int | None) -> list[Box]:
-    """HOG boxes in full-frame pixels, largest first, on a copy at most `width` wide."""
+def _detect(frame_bgr: np.ndarray, width: int | None, max_pixels: int | None = None) -> list[Box]:
+    """HOG boxes in full-frame pixels, largest first, on a copy at most `width` wide and, when
+    given, at most `max_pixels` in area (HOG's cost follows the area: a portrait frame scaled to
+    320 wide would cost twice a 4:3 one)."""
     h, w = frame_bgr.shape[:2]
     scale = 1.0
     small = frame_bgr
     if width and w > width:
         scale = width / w
-        small = cv2.resize(frame_bgr, (width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    if max_pixels and w * h * scale * scale > max_pixels:
+        scale = (max_pixels / (w * h)) ** 0.5
+    if scale < 1.0:
+        small = cv2.resize(frame_bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     found = _face_recognition().face_locations(_rgb(small), number_of_times_to_upsample=1, model="hog")
     boxes = [
         (max(0, round(t / scale)), min(w, round(r / scale)), min(h, round(b / scale)), max(0, round(l / scale)))
@@ -156,7 +161,8 @@ class FacePipeline:
         start = time.perf_counter()
         frame = _as_bgr(frame_bgr)
         h = frame.shape[0]
-        boxes = _detect(frame, self.detect_width)
+        # The pixel budget of a 4:3 copy `detect_width` wide: landscape frames are unaffected.
+        boxes = _detect(frame, self.detect_width, self.detect_width * self.detect_width * 3 // 4)
         status: FaceStatus | None = None
         box = boxes[0] if boxes else None
         if not boxes:
