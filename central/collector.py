@@ -30,7 +30,7 @@ from .store import Store, utc_now
 
 log = logging.getLogger("central.collector")
 
-BATCH_MAX = 256
+BATCH_MAX = 1024  # one commit (fsync) per batch; a batch is what the broker has in flight
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,47 @@ class _Incoming:
     topic: str
     payload: bytes
     retained: bool
+
+
+def process_batch(ingest: Ingest, batch: list[tuple[str, bytes, bool]]) -> set[str]:
+    """Handle (topic, payload, retained) messages in one committed transaction; return the devices to ack.
+
+    The commit (synchronous=FULL) comes before the caller publishes any ack. A
+    message that raises must undo only itself (and be kept as a rejection): the
+    batch is first run straight through, and only if something raises is it rolled
+    back and run again with a savepoint per message — savepoints cost about 5 %
+    of the ingest rate, and exceptions are rare.
+    """
+    counts = ingest.counts.copy()
+    try:
+        return _run_batch(ingest, batch, isolate=False)
+    except Exception:
+        log.warning("a batch of %d message(s) raised; running it again message by message", len(batch))
+        ingest.counts = counts  # the rolled-back run counted nothing that stayed
+        return _run_batch(ingest, batch, isolate=True)
+
+
+def _run_batch(ingest: Ingest, batch: list[tuple[str, bytes, bool]], *, isolate: bool) -> set[str]:
+    store = ingest.store
+    to_ack: set[str] = set()
+    with store.transaction(), ingest.batch(defer_chain=not isolate):
+        for topic, payload, retained in batch:
+            if not isolate:
+                device = ingest.handle(topic, payload, retained=retained)
+                if device:
+                    to_ack.add(device)
+                continue
+            try:
+                with store.savepoint():
+                    device = ingest.handle(topic, payload, retained=retained)
+            except Exception as exc:
+                ingest.forget()
+                log.exception("internal error on %s", topic)
+                reject(store, topic, None, f"internal error: {type(exc).__name__}: {exc}", payload)
+                device = None
+            if device:
+                to_ack.add(device)
+    return to_ack
 
 
 class Collector:
@@ -166,18 +207,7 @@ class Collector:
         return items
 
     def _process(self, batch: list[_Incoming]) -> None:
-        to_ack: set[str] = set()
-        with self.store.transaction():
-            for msg in batch:
-                try:
-                    with self.store.transaction():  # a savepoint: one bad message cannot undo the batch
-                        device = self.ingest.handle(msg.topic, msg.payload, retained=msg.retained)
-                except Exception as exc:
-                    log.exception("internal error on %s", msg.topic)
-                    reject(self.store, msg.topic, None, f"internal error: {type(exc).__name__}: {exc}", msg.payload)
-                    device = None
-                if device:
-                    to_ack.add(device)
+        to_ack = process_batch(self.ingest, [(m.topic, m.payload, m.retained) for m in batch])
         # Committed: now the acks may claim these records, and the broker may forget the messages.
         for device in sorted(to_ack):
             self.publish_ack(device)
@@ -185,10 +215,14 @@ class Collector:
             if msg.qos > 0 and msg.generation == self._generation:
                 self.client.ack(msg.mid, msg.qos)
 
-    def publish_ack(self, device: str) -> Ack:
+    def signed_ack(self, device: str) -> tuple[Ack, bytes]:
         h = head(self.store, device)
         ack = Ack(device=device, seq=h.seq, hash=h.hash, at=utc_now())
-        self.client.publish(self.topics.ack(device), encode_signed(self.key, ack), qos=QOS[Kind.ACK], retain=RETAIN[Kind.ACK])
+        return ack, encode_signed(self.key, ack)
+
+    def publish_ack(self, device: str) -> Ack:
+        ack, payload = self.signed_ack(device)
+        self.client.publish(self.topics.ack(device), payload, qos=QOS[Kind.ACK], retain=RETAIN[Kind.ACK])
         return ack
 
     def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:

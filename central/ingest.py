@@ -1,4 +1,4 @@
-"""What the collector does with one message: verify, chain-check, store — or reject with a reason.
+"""What the collector does with one message: verify, chain-check, place in time, store — or reject with a reason.
 
 Runs inside the caller's transaction (the collector commits a batch, then
 publishes acks), so an ack never claims a record that is not on disk.
@@ -10,25 +10,52 @@ Chain rules per device, with ``head`` = highest seq stored with an unbroken chai
 - seq <= head with another hash, or prev not matching: a fork — kept in
   ``rejections`` with ``alarm = 1``, never overwrites what is stored;
 - seq > head+1: held in ``pending`` until the gap fills.
+
+Each stored record is placed in time by ``clock_placement`` in the same transaction.
+
+Speed (bench/ingest.py): the signature and the hash are computed over the same
+canonical bytes ``contract`` defines (RFC 8785 of the record as the contract
+model dumps it), but those bytes come from ``canonical_forms``, which uses the
+C JSON encoder when every value is in the range where its output is provably
+the RFC 8785 output, and falls back to ``contract.canonical_bytes`` otherwise.
+Within a batch (``Ingest.batch``) device keys, chain heads and the last record
+per device are remembered; a rolled-back savepoint must call ``forget``.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import math
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
 
-from contract import GENESIS_HASH, Topics, decode_status, parse_record, verify_key_from_text, verify_record
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from contract import GENESIS_HASH, Topics, canonical_bytes, decode_status, device_id_from_public_key, parse_record, sha256_hex, verify_key_from_text
 from contract.errors import ContractError
+from contract.keys import b64d
 from contract.records import SignedRecord
 from contract.topics import Kind
 
+from .clock_placement import ClockPlacer, Evidence, iso
 from .store import Store, utc_now
 
 log = logging.getLogger("central.ingest")
 
 MAX_KEPT_PAYLOAD = 64 * 1024  # a rejected message is kept, but not without limit
+_MAX_SAFE_INT = 2**53 - 1  # RFC 8785 refuses integers a double cannot hold
+_SET_HEAD = (
+    "INSERT INTO chain (device, seq, hash, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(device) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, updated_at = excluded.updated_at"
+)
 
 
 @dataclass(frozen=True)
@@ -57,12 +84,141 @@ def reject(store: Store, topic: str, device: str | None, reason: str, payload: b
     (log.error if alarm else log.warning)("rejected message on %s: %s", topic, reason)
 
 
+# Canonical bytes -----------------------------------------------------------------
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as json.dumps must see it to write exactly what RFC 8785 writes; raise _NotPlain if unsure.
+
+    Strings are escaped identically (both escape only ", \\ and C0 controls, with
+    lower-case \\u00xx); ASCII keys sort alike in both; integers within 2**53 are
+    written alike. Floats: a whole number is written as an integer by RFC 8785
+    (3.0 is "3"), so it becomes an int below 1e16, where that is exact; other
+    floats only where Python's repr has no exponent, since there it is already
+    ECMAScript's shortest round-trip form (1e-07 would be "1e-7").
+    """
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            return value
+        raise _NotPlain
+    if kind is float:
+        if not math.isfinite(value):
+            raise _NotPlain
+        if value.is_integer():
+            if abs(value) < 1e16:
+                return int(value)
+            raise _NotPlain
+        if "e" in repr(value):
+            raise _NotPlain
+        return value
+    if kind is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str or not k.isascii():
+                raise _NotPlain
+            out[k] = _plain(v)
+        return out
+    if kind is list:
+        return [_plain(v) for v in value]
+    raise _NotPlain
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _encode(prepared: Any) -> bytes:
+    return _ENCODER.encode(prepared).encode("utf-8")
+
+
+def canonical_forms(record: SignedRecord) -> tuple[bytes, bytes]:
+    """(wire, signed body): ``record.to_wire()`` and ``canonical_bytes(record.body)``, computed fast.
+
+    Raises ValueError (rfc8785's CanonicalizationError) for a value RFC 8785 cannot encode.
+    """
+    data = record.model_dump(mode="json")
+    try:
+        prepared = _plain(data)
+        wire = _encode(prepared)
+        # The body is the wire without its "sig" member. Inside a JSON string a quote is always
+        # escaped, so `,"sig":` can only be that member; if it is not there exactly once (say,
+        # "sig" sorting first), encode the body on its own.
+        member = b',"sig":' + _encode(prepared["sig"])
+        if wire.count(member) == 1:
+            return wire, wire.replace(member, b"", 1)
+        del prepared["sig"]
+        return wire, _encode(prepared)
+    except (_NotPlain, UnicodeEncodeError):  # a lone surrogate: the contract's encoder refuses it with its own error
+        wire = canonical_bytes(data)
+        del data["sig"]
+        return wire, canonical_bytes(data)
+
+
+@lru_cache(maxsize=4096)
+def _verify_key(public_key: str) -> tuple[VerifyKey, str]:
+    key = verify_key_from_text(public_key)
+    return key, device_id_from_public_key(key)
+
+
+def check_signature(key: VerifyKey, key_device: str, record: SignedRecord, body: bytes) -> None:
+    """What ``contract.verify_record`` checks, over bytes already made canonical; raises ContractError."""
+    if key_device != record.device:
+        raise ContractError("record's device id does not match the key")
+    raw = b64d(record.sig)
+    if len(raw) != 64:
+        raise ContractError("an Ed25519 signature is 64 bytes")
+    try:
+        key.verify(body, raw)
+    except BadSignatureError as exc:
+        raise ContractError("signature does not verify") from exc
+
+
 class Ingest:
-    """Stateless apart from counters; every decision is read from and written to the store."""
+    """Counters apart, every decision is read from and written to the store; batch memory only speeds that up."""
 
     def __init__(self, store: Store, topics: Topics):
         self.store, self.topics = store, topics
         self.counts: Counter[str] = Counter()
+        self.clock = ClockPlacer(store.db.conn)
+        self._heads: dict[str, Head] | None = None
+        self._devices: dict[str, tuple[tuple[VerifyKey, str] | None, str | None]] | None = None
+        self._nothing_held: set[str] | None = None  # devices known to have no record in ``pending``
+        self._moved: dict[str, tuple[Head, str]] | None = None  # chain heads to write when the batch ends
+
+    @contextmanager
+    def batch(self, *, defer_chain: bool = True) -> Iterator[None]:
+        """Remember keys, heads and last records while one transaction runs.
+
+        Nothing else writes them meanwhile: the store's lock is held for the whole
+        transaction. With ``defer_chain`` the ``chain`` rows are written once per
+        device when the batch ends without an exception (still inside the
+        transaction); a batch whose messages run in savepoints must not defer,
+        since a rolled-back savepoint would leave the remembered heads unknowable.
+        """
+        self._heads, self._devices, self._nothing_held = {}, {}, set()
+        self._moved = {} if defer_chain else None
+        self.clock.begin()
+        try:
+            yield
+            if self._moved:
+                self.store.db.conn.executemany(_SET_HEAD, [(d, h.seq, h.hash, at) for d, (h, at) in self._moved.items()])
+        finally:
+            self._heads = self._devices = self._nothing_held = self._moved = None
+            self.clock.end()
+
+    def forget(self) -> None:
+        """A savepoint was rolled back: what was remembered may describe rows that are gone."""
+        if self._moved is not None:
+            raise RuntimeError("a batch that defers chain heads cannot survive a rolled-back savepoint")
+        if self._heads is not None:
+            self._heads, self._devices, self._nothing_held = {}, {}, set()
+        self.clock.forget()
 
     def handle(self, topic: str, payload: bytes, *, retained: bool = False) -> str | None:
         """Process one message; return the device id whose ack should be (re)published, if any.
@@ -86,34 +242,51 @@ class Ingest:
         reject(self.store, topic, device, reason, payload, alarm=alarm)
         return None
 
-    def _registered(self, device: str) -> tuple[dict | None, str | None]:
-        row = self.store.row("SELECT public_key, revoked_at FROM devices WHERE id = ?", [device])
+    def _registered(self, device: str) -> tuple[tuple[VerifyKey, str] | None, str | None]:
+        if self._devices is not None and device in self._devices:
+            return self._devices[device]
+        row = self.store.db.conn.execute("SELECT public_key, revoked_at FROM devices WHERE id = ?", [device]).fetchone()
         if row is None:
-            return None, f"unknown device {device}"
-        if row["revoked_at"]:
-            return None, f"device {device} was revoked on {row['revoked_at']}"
-        return row, None
+            found: tuple[tuple[VerifyKey, str] | None, str | None] = (None, f"unknown device {device}")
+        elif row[1]:
+            found = (None, f"device {device} was revoked on {row[1]}")
+        else:
+            found = (_verify_key(row[0]), None)
+        if self._devices is not None:
+            self._devices[device] = found
+        return found
+
+    def _head(self, device: str) -> Head:
+        if self._heads is not None and device in self._heads:
+            return self._heads[device]
+        r = self.store.db.conn.execute("SELECT seq, hash FROM chain WHERE device = ?", [device]).fetchone()
+        h = Head(r[0], r[1]) if r else Head(0, GENESIS_HASH)
+        if self._heads is not None:
+            self._heads[device] = h
+        return h
 
     def _attendance(self, topic: str, topic_device: str, payload: bytes) -> str | None:
         try:
             record = parse_record(payload)
-        except ContractError as exc:
+            wire, body = canonical_forms(record)
+        except (ContractError, ValueError) as exc:
             return self._reject(topic, topic_device, f"bad record: {exc}", payload)
-        row, problem = self._registered(record.device)
+        key, problem = self._registered(record.device)
         if problem:
             return self._reject(topic, topic_device, problem, payload)
         if record.device != topic_device:
             return self._reject(topic, topic_device, f"record of device {record.device} published on the topic of {topic_device}", payload)
         try:
-            verify_record(verify_key_from_text(row["public_key"]), record)
+            check_signature(*key, record, body)  # type: ignore[misc]
         except ContractError as exc:
             return self._reject(topic, topic_device, f"bad signature: {exc}", payload)
-        self._chain(topic, record, payload)
+        self._chain(topic, record, wire, payload)
         return record.device
 
-    def _chain(self, topic: str, record: SignedRecord, payload: bytes) -> None:
-        device, h = record.device, head(self.store, record.device)
-        digest = record.hash
+    def _chain(self, topic: str, record: SignedRecord, wire: bytes, payload: bytes) -> None:
+        device, h = record.device, self._head(record.device)
+        digest = sha256_hex(wire)
+        conn = self.store.db.conn
         if record.seq <= h.seq:
             stored = self.store.scalar("SELECT hash FROM records WHERE device = ? AND seq = ?", [device, record.seq])
             if stored == digest:
@@ -122,55 +295,79 @@ class Ingest:
             self._reject(topic, device, f"fork: record {record.seq} differs from the stored one (stored {stored}, received {digest})", payload, alarm=True)
             return
         if record.seq > h.seq + 1:
-            held = self.store.scalar("SELECT hash FROM pending WHERE device = ? AND seq = ?", [device, record.seq])
-            if held == digest:
+            held = conn.execute("SELECT hash FROM pending WHERE device = ? AND seq = ?", [device, record.seq]).fetchone()
+            if held and held[0] == digest:
                 self.counts["duplicates"] += 1
             elif held is not None:
-                self._reject(topic, device, f"fork: two different records {record.seq} arrived after a gap (held {held}, received {digest})", payload, alarm=True)
+                self._reject(topic, device, f"fork: two different records {record.seq} arrived after a gap (held {held[0]}, received {digest})", payload, alarm=True)
             else:
-                self.store.db.execute(
+                conn.execute(
                     "INSERT INTO pending (device, seq, hash, payload, received_at) VALUES (?, ?, ?, ?, ?)",
-                    [device, record.seq, digest, record.to_wire().decode(), utc_now()],
+                    [device, record.seq, digest, wire.decode(), utc_now()],
                 )
+                if self._nothing_held is not None:
+                    self._nothing_held.discard(device)
                 self.counts["held"] += 1
             return
-        if not self._append(topic, record, h, payload):
+        moment = datetime.now(timezone.utc)
+        now = iso(moment)
+        if not self._append(topic, record, h, wire, digest, payload, (now, moment), now):
             return
-        self._drain(topic, device)
+        self._drain(topic, device, now)
 
-    def _append(self, topic: str, record: SignedRecord, h: Head, payload: bytes) -> bool:
+    def _append(
+        self, topic: str, record: SignedRecord, h: Head, wire: bytes, digest: str, payload: bytes,
+        received: tuple[str, datetime | None], now: str,
+    ) -> bool:
+        """``received``: when central received the record, as text and (if at hand) parsed."""
         if record.prev != h.hash:
             self._reject(topic, record.device, f"fork: record {record.seq} names prev {record.prev} but record {h.seq} has hash {h.hash}", payload, alarm=True)
             return False
-        now, digest = utc_now(), record.hash
-        db = self.store.db
-        db.execute(
-            "INSERT INTO records (device, seq, hash, prev, meeting, member, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [record.device, record.seq, digest, record.prev, record.meeting, record.member, record.to_wire().decode(), now],
+        t = record.time
+        ev = Evidence(record.seq, t.wall, t.synced, t.boot_id, t.monotonic)
+        received_at = received[0]
+        placement = self.clock.place(record.device, ev, received[1] or received_at)
+        conn = self.store.db.conn
+        conn.execute(
+            "INSERT INTO records (device, seq, hash, prev, meeting, member, body, received_at, "
+            "device_wall, synced, boot_id, monotonic, placed_at, placed_by, clock_flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [record.device, record.seq, digest, record.prev, record.meeting, record.member, wire.decode(), received_at,
+             t.wall, int(t.synced), t.boot_id, t.monotonic, placement.placed_at, placement.placed_by, placement.flag],
         )
         # First check-in wins: a later record for the same member and meeting stays a record only.
-        db.execute(
+        conn.execute(
             "INSERT OR IGNORE INTO attendance (meeting, member, device, seq, checked_in_at) VALUES (?, ?, ?, ?, ?)",
-            [record.meeting, record.member, record.device, record.seq, record.time.wall],
+            [record.meeting, record.member, record.device, record.seq, placement.placed_at],
         )
-        db.execute(
-            "INSERT INTO chain (device, seq, hash, updated_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(device) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, updated_at = excluded.updated_at",
-            [record.device, record.seq, digest, now],
-        )
+        moved = Head(record.seq, digest)
+        if self._moved is not None:
+            self._moved[record.device] = (moved, now)
+        else:
+            conn.execute(_SET_HEAD, [record.device, record.seq, digest, now])
+        if self._heads is not None:
+            self._heads[record.device] = moved
+        self.clock.stored(record.device, ev, placement)
         self.counts["stored"] += 1
+        if placement.flag:
+            self.counts["clock_flagged"] += 1
         return True
 
-    def _drain(self, topic: str, device: str) -> None:
+    def _drain(self, topic: str, device: str, now: str) -> None:
+        if self._nothing_held is not None and device in self._nothing_held:
+            return
+        conn = self.store.db.conn
         while True:
-            h = head(self.store, device)
-            held = self.store.row("SELECT payload FROM pending WHERE device = ? AND seq = ?", [device, h.seq + 1])
+            h = self._head(device)
+            held = conn.execute("SELECT payload, received_at FROM pending WHERE device = ? AND seq = ?", [device, h.seq + 1]).fetchone()
             if held is None:
+                if self._nothing_held is not None and conn.execute("SELECT 1 FROM pending WHERE device = ? LIMIT 1", [device]).fetchone() is None:
+                    self._nothing_held.add(device)
                 return
-            self.store.db.execute("DELETE FROM pending WHERE device = ? AND seq = ?", [device, h.seq + 1])
-            raw = held["payload"].encode()
-            # Verified when it was held; parsing again cannot fail for a payload we wrote.
-            if not self._append(topic, parse_record(raw), h, raw):
+            conn.execute("DELETE FROM pending WHERE device = ? AND seq = ?", [device, h.seq + 1])
+            raw = held[0].encode()
+            # Verified when it was held, and stored in canonical form: parsing again cannot fail.
+            record = parse_record(raw)
+            if not self._append(topic, record, h, raw, sha256_hex(raw), raw, (held[1], None), now):
                 return
 
     def _status(self, topic: str, topic_device: str, payload: bytes, retained: bool) -> None:

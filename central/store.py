@@ -75,6 +75,39 @@ def m001_initial(db: Database) -> None:
     """)
 
 
+@migrations()
+def m002_clock_placement(db: Database) -> None:
+    """Each record's clock evidence in columns, and where central placed it in time (central/clock_placement.py)."""
+    _run(db, """
+    ALTER TABLE records ADD COLUMN device_wall TEXT;
+    ALTER TABLE records ADD COLUMN synced INTEGER;
+    ALTER TABLE records ADD COLUMN boot_id TEXT;
+    ALTER TABLE records ADD COLUMN monotonic REAL;
+    ALTER TABLE records ADD COLUMN placed_at TEXT;
+    ALTER TABLE records ADD COLUMN placed_by TEXT;
+    ALTER TABLE records ADD COLUMN clock_flag TEXT;
+    UPDATE records SET device_wall = json_extract(body, '$.time.wall'), synced = json_extract(body, '$.time.synced'),
+        boot_id = json_extract(body, '$.time.boot_id'), monotonic = json_extract(body, '$.time.monotonic');
+    CREATE INDEX records_boot_anchor ON records(device, boot_id, seq) WHERE placed_by = 'device-synced';
+    CREATE INDEX records_unanchored ON records(device, boot_id, seq) WHERE synced = 0 AND placed_by <> 'boot-anchor';
+    CREATE INDEX records_clock_flag ON records(device, seq) WHERE clock_flag IS NOT NULL
+    """)
+    # Records stored before this migration are placed by the same rules, in chain order.
+    from .clock_placement import ClockPlacer, Evidence
+
+    placer = ClockPlacer(db.conn)
+    placer.begin()
+    for device, seq, wall, synced, boot_id, monotonic, received_at in db.conn.execute(
+        "SELECT device, seq, device_wall, synced, boot_id, monotonic, received_at FROM records ORDER BY device, seq"
+    ).fetchall():
+        ev = Evidence(seq, wall, bool(synced), boot_id, monotonic)
+        p = placer.place(device, ev, received_at)
+        db.conn.execute("UPDATE records SET placed_at = ?, placed_by = ?, clock_flag = ? WHERE device = ? AND seq = ?",
+                        [p.placed_at, p.placed_by, p.flag, device, seq])
+        db.conn.execute("UPDATE attendance SET checked_in_at = ? WHERE device = ? AND seq = ?", [p.placed_at, device, seq])
+        placer.stored(device, ev, p)
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -114,6 +147,21 @@ class Store:
         """One atomic unit of writes; nested calls become savepoints."""
         with self.lock, self.db.atomic():
             yield self.db
+
+    @contextmanager
+    def savepoint(self) -> Iterator[sqlite3.Connection]:
+        """A savepoint inside the caller's transaction, under a fixed name (one prepared statement, not one per call)."""
+        conn = self.db.conn
+        with self.lock:
+            conn.execute("SAVEPOINT message")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK TO message")
+                    conn.execute("RELEASE message")
+                raise
+            conn.execute("RELEASE message")
 
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         with self.lock:

@@ -95,7 +95,11 @@ def test_attendance_lists_present_with_details_and_absent_members(env):
     [present] = data["present"]
     assert present["member_id"] == "m1" and present["name"] == "Nguyễn Văn A" and present["cell"] == "C1"
     assert present["device"] == device.id and present["face_distance"] == 0.28
-    assert present["checked_in_at"] == "2030-01-01T01:05:00Z"
+    # the test device's synced clock says 2030: central keeps that as the device's time, flags it,
+    # and places the check-in when it was received instead
+    assert present["device_time"] == "2030-01-01T01:05:00Z"
+    assert present["clock_flag"].startswith("device clock ahead by")
+    assert present["checked_in_at"] != "2030-01-01T01:05:00Z"
     assert [a["member_id"] for a in data["absent"]] == ["m2"]
     assert client.get("/api/meetings/nope/attendance", headers=AUTH).status_code == 404
     [meeting] = client.get("/api/meetings", headers=AUTH).json()

@@ -201,3 +201,32 @@ def test_a_burst_of_records_is_stored_in_order_and_fully_acked(central):
         central.probe.client.publish(central.topics.attendance(rec.device), rec.to_wire(), qos=1)
     wait_until(lambda: central.acks() and central.acks()[-1].seq == 200, timeout=20, what="ack 200")
     assert central.count("records") == 200 and central.rejections() == []
+
+
+TRICKY_MEMBERS = ['Nguyễn "Văn" A\\', "tab\there\nnew\x01\x1f\x7f", "😀 \u2028 \ue000 ü", "m" * 64]
+TRICKY_DISTANCES = [1e-07, 3.0, None, 0.1 + 0.2, 1e16, 123456789.125, 5e-324, 0.000123, 1e21]
+
+
+def test_records_with_any_text_or_number_are_verified_and_stored_with_the_kiosks_hash(central):
+    from central.ingest import canonical_forms
+    from contract import canonical_bytes
+
+    records = [central.device.record(m, distance=d) for m in TRICKY_MEMBERS for d in TRICKY_DISTANCES]
+    for rec in records:  # the fast canonical form is byte for byte the contract's
+        assert canonical_forms(rec) == (rec.to_wire(), canonical_bytes(rec.body)), rec
+    for rec in records:
+        central.send(rec)
+    central.wait_ack(len(records))
+    assert central.rejections() == []
+    stored = central.store.rows("SELECT seq, hash, body FROM records ORDER BY seq")
+    assert [(r["hash"], r["body"].encode()) for r in stored] == [(rec.hash, rec.to_wire()) for rec in records]
+
+
+def test_a_record_sent_in_non_canonical_json_is_accepted_and_stored_canonically(central):
+    rec = central.device.record("m1")
+    data = json.loads(rec.to_wire())
+    loose = json.dumps(dict(reversed(list(data.items()))), indent=2, ensure_ascii=True).encode()
+    assert loose != rec.to_wire()
+    central.probe.publish(central.topics.attendance(central.device.id), loose)
+    assert central.wait_ack(1)[-1].hash == rec.hash
+    assert central.store.scalar("SELECT body FROM records").encode() == rec.to_wire()

@@ -42,7 +42,8 @@ def attendance(meeting_id: str, store: StoreDep) -> dict[str, Any]:
         raise HTTPException(404, f"no meeting {meeting_id}")
     present = []
     for r in store.rows(
-        "SELECT a.member, a.device, a.seq, a.checked_in_at, m.name, m.cell, r.body FROM attendance a "
+        "SELECT a.member, a.device, a.seq, a.checked_in_at, m.name, m.cell, r.body, r.device_wall, r.placed_by, r.clock_flag "
+        "FROM attendance a "
         "LEFT JOIN members m ON m.id = a.member LEFT JOIN records r ON r.device = a.device AND r.seq = a.seq "
         "WHERE a.meeting = ? ORDER BY a.checked_in_at, a.member",
         [meeting_id],
@@ -52,7 +53,10 @@ def attendance(meeting_id: str, store: StoreDep) -> dict[str, Any]:
             "member_id": r["member"],
             "name": r["name"],  # None: a record for someone no longer (or not yet) in the registry
             "cell": r["cell"],
-            "checked_in_at": r["checked_in_at"],
+            "checked_in_at": r["checked_in_at"],  # where central placed the record in time
+            "device_time": r["device_wall"],  # what the kiosk's clock said
+            "placed_by": r["placed_by"],
+            "clock_flag": r["clock_flag"],  # None, or why the time deserves doubt
             "device": r["device"],
             "seq": r["seq"],
             "card_kind": proof.get("card_kind"),
