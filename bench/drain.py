@@ -32,6 +32,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from contract import DeviceTime, Proof, Status, Topics  # noqa: E402
 from edge_agent.identity import DeviceIdentity  # noqa: E402
 from edge_agent.outbox import Outbox  # noqa: E402
+from edge_agent.settings import AgentSettings  # noqa: E402
 from edge_agent.uplink import Uplink  # noqa: E402
 from hall.processes import Child, free_port, mosquitto_binary, mosquitto_config, wait_port  # noqa: E402
 
@@ -90,6 +91,7 @@ def build_backlog(outbox: Outbox, n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--window", type=int, default=AgentSettings.model_fields["send_window"].default, help="records in flight (HALL_AGENT_SEND_WINDOW)")
     args = parser.parse_args()
     n = args.records
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,7 +131,7 @@ def main() -> None:
             uplink = Uplink(outbox=outbox, device_id=ident.device_id, central_key=verify_key_from_text(central_key),
                             host="127.0.0.1", port=port, topics=Topics(),
                             status=lambda: Status(device=ident.device_id, state="online", queue_depth=outbox.depth()),
-                            on_bundle=lambda payload: None, window=256, status_interval_s=3600)
+                            on_bundle=lambda payload: None, window=args.window, status_interval_s=3600)
             t0 = time.perf_counter()
             uplink.start()
             while outbox.depth() > 0:

@@ -41,7 +41,7 @@ class AgentSettings(BaseSettings):
     meeting_early_s: int = Field(1800, description="check-in opens this many seconds before a meeting starts")
     min_free_bytes: int = Field(20 * 1024 * 1024, description="refuse new check-ins below this much free disk in data_dir")
     outbox_max_mb: float = Field(512.0, description="the outbox file never grows past this; check-ins are refused (and said so) beyond it")
-    send_window: int = Field(64, description="records in flight (sent, not yet acknowledged) at most")
+    send_window: int = Field(512, description="records in flight (sent, not yet acknowledged) at most; keep under the broker's max_queued_messages")
 
     @field_validator("http_host")
     @classmethod

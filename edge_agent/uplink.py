@@ -22,7 +22,8 @@ from .outbox import Outbox
 
 log = logging.getLogger("edge_agent.uplink")
 
-RESEND_AFTER_S = 10.0  # no ack progress for this long with records in flight: send them again
+RESEND_AFTER_S = 10.0
+DUP_ACKS_RESEND = 3  # the same ack this many times in a row with records in flight: a gap at central  # no ack progress for this long with records in flight: send them again
 
 
 class Uplink:
@@ -51,6 +52,7 @@ class Uplink:
         self._stop = threading.Event()
         self._sent_upto = 0
         self._last_progress = time.monotonic()
+        self._dup_acks = 0
         self.connected = False
         self.last_ack_seq: int | None = None
         self.last_ack_at: float | None = None
@@ -61,6 +63,8 @@ class Uplink:
             clean_session=True,
         )
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # paho's own cap (20 by default) would otherwise serialise our window behind it.
+        self.client.max_inflight_messages_set(window)
         self.client.will_set(
             topics.status(device_id),
             encode_status(Status(device=device_id, state="offline")),
@@ -146,9 +150,18 @@ class Uplink:
         if ack.seq > 0:
             self.outbox.acknowledge(ack.seq, ack.hash)
         with self._wake:
+            repeated = ack.seq == self.last_ack_seq and self._sent_upto > ack.seq
+            self._dup_acks = self._dup_acks + 1 if repeated else 0
+            if self._dup_acks >= DUP_ACKS_RESEND:
+                # Central re-acks the same head when it holds records after a gap: one of ours
+                # was lost on the way (e.g. dropped by a broker queue). Resend now, not after
+                # RESEND_AFTER_S.
+                log.info("repeated ack %d with %d in flight: resending from %d", ack.seq, self._sent_upto - ack.seq, ack.seq + 1)
+                self._sent_upto, self._dup_acks = ack.seq, 0
+            if ack.seq != self.last_ack_seq:
+                self._last_progress = time.monotonic()
             self.last_ack_seq, self.last_ack_at = ack.seq, time.time()
             self._sent_upto = max(self._sent_upto, ack.seq)
-            self._last_progress = time.monotonic()
             self._wake.notify_all()
 
     # -- sender thread ------------------------------------------------------------

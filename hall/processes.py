@@ -56,6 +56,9 @@ def mosquitto_config(workdir: Path, port: int) -> Path:
         "allow_anonymous true\n"
         f"persistence true\npersistence_location {workdir}/\n"
         f"log_dest file {workdir}/mosquitto.log\n"
+        # Central's persistent session queues what arrives while it is busy or restarting; the
+        # default (1000) drops the rest. Nothing is lost (devices resend), but drains stall.
+        "max_queued_messages 100000\n"
     )
     return conf
 

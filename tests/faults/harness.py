@@ -45,7 +45,7 @@ class Driver:
         self.events: list[dict] = []
         argv = [sys.executable, "-m", "tests.faults.kiosk_driver", "--data-dir", str(harness.kiosk_dir),
                 "--mqtt-port", str(harness.kiosk_mqtt_port), "--central-key", harness.central_key,
-                "--members", str(harness.members), "--http-port", str(free_port()), *extra]
+                "--members", str(harness.members), *extra]
         self.log = open(harness.work / "driver.log", "ab")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, cwd=ROOT, start_new_session=True)
         threading.Thread(target=self._read, daemon=True).start()
@@ -56,6 +56,11 @@ class Driver:
                 self.events.append(json.loads(line))
             except ValueError:
                 pass
+
+    @property
+    def died(self) -> bool:
+        """Exited although nobody stopped it (a crash, not a test's SIGKILL)."""
+        return self.proc.poll() is not None and self.proc.returncode != -9
 
     def event(self, key: str) -> dict | None:
         return next((e for e in self.events if key in e), None)
@@ -164,9 +169,15 @@ class Harness:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as c:
             return c.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 
+    def progressing(self) -> bool:
+        if self.driver is not None and self.driver.died:
+            log = (self.work / "driver.log").read_text(errors="replace")[-2000:]
+            raise AssertionError(f"the kiosk driver exited with {self.driver.proc.returncode}:\n{log}")
+        return True
+
     def wait_complete(self, timeout: float = 120.0) -> None:
         try:
-            wait_for(lambda: self.stored() >= self.members and self.outbox_depth() == 0, timeout, "completion")
+            wait_for(lambda: self.progressing() and self.stored() >= self.members and self.outbox_depth() == 0, timeout, "completion")
         except AssertionError:
             raise AssertionError(f"after {timeout:.0f}s central holds {self.stored()} of {self.members} records "
                                  f"and the outbox {self.outbox_depth()}; driver said {self.driver.events[-3:] if self.driver else None}") from None

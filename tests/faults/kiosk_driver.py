@@ -115,7 +115,7 @@ if __name__ == "__main__":
     parser.add_argument("--central-key", required=True)
     parser.add_argument("--prefix", default="hall/v1")
     parser.add_argument("--members", type=int, default=1000)
-    parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--http-port", type=int, default=0, help="kiosk page port (0: any free one)")
     parser.add_argument("--keepalive", type=int, default=5)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--outbox-max-mb", type=float, default=512)

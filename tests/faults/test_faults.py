@@ -32,7 +32,7 @@ def start(h, *driver_args):
 def test_broker_killed_and_restarted_mid_burst(harness):
     h = harness
     start(h)
-    wait_for(lambda: h.stored() >= 200, what="a burst under way")
+    wait_for(lambda: h.progressing() and h.stored() >= 200, what="a burst under way")
     h.kill(h.broker)
     time.sleep(2)
     h.start_broker()
@@ -66,7 +66,7 @@ def test_agent_killed_mid_write_and_restarted(harness):
     rng = random.Random(20261125)
     for _ in range(3):
         target = h.stored() + rng.randint(50, 200)
-        wait_for(lambda: h.stored() >= target or h.driver.event("done"), what="progress before the kill")
+        wait_for(lambda: h.progressing() and (h.stored() >= target or h.driver.event("done")), what="progress before the kill")
         h.driver.kill()
         h.start_driver("--pace", "0.002")
     h.wait_complete()
