@@ -41,6 +41,15 @@ class Ack(_Msg):
 class StreamState(_Msg):
     state: Literal["live", "reconnecting", "recording-only", "stopped"] = "stopped"
     detail: str | None = None
+    fps: float | None = None
+    bitrate_kbps: float | None = None
+    dropped_frames: int | None = None
+    restarts: int | None = None
+    push_down_s: float | None = None
+    recording_bytes: int | None = None
+    recording_deleted_segments: int | None = Field(None, description="segments the disk quota forced out")
+    recording_deleted_bytes: int | None = None
+    oldest_kept: str | None = Field(None, description="oldest local recording segment still on disk")
 
 
 class Status(_Msg):

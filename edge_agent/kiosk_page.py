@@ -28,7 +28,7 @@ def _is_loopback(request: Request) -> bool:
         return host in ("testclient", "localhost")
 
 
-def create_app(display: Display) -> FastAPI:
+def create_app(display: Display, *, main_room_hls_url: str = "") -> FastAPI:
     app = FastAPI(title="Hall kiosk page", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.middleware("http")
@@ -43,6 +43,17 @@ def create_app(display: Display) -> FastAPI:
     async def page() -> FileResponse:
         """Caller: the kiosk's own browser (loopback)."""
         return FileResponse(STATIC / "kiosk.html", media_type="text/html; charset=utf-8")
+
+    @app.get("/main-room", include_in_schema=False)
+    async def main_room(request: Request):
+        """Caller: the hall display's browser (loopback). The main meeting room, full screen."""
+        from fastapi.responses import RedirectResponse
+
+        if "src" not in request.query_params and main_room_hls_url:
+            from urllib.parse import urlencode
+
+            return RedirectResponse("/main-room?" + urlencode({"src": main_room_hls_url}))
+        return FileResponse(STATIC / "main_room.html", media_type="text/html; charset=utf-8")
 
     @app.get("/api/state")
     async def state() -> dict:

@@ -41,6 +41,27 @@ class NotEnrolled(AgentError, RuntimeError):
     pass
 
 
+def make_streamer(s: AgentSettings) -> Any:
+    from .streaming import Streamer, file_loop, lavfi_pattern, v4l2_alsa
+
+    spec = s.stream_source
+    if spec.startswith("file:"):
+        source = file_loop(spec[5:])
+    elif spec == "lavfi":
+        source = lavfi_pattern()
+    elif spec.startswith("v4l2:"):
+        video, _, audio = spec[5:].partition("+alsa:")
+        source = v4l2_alsa(video=video, audio=audio or "default")
+    else:
+        raise AgentError(f"stream source {spec!r}: use v4l2:/dev/videoN+alsa:DEV, file:PATH or lavfi")
+    return Streamer(
+        source=source, ingest_url=s.stream_ingest_url.get_secret_value() or None,
+        recording_dir=s.stream_dir or Path(s.data_dir) / "recordings",
+        quota_bytes=int(s.stream_quota_mb * 1024 * 1024),
+        encoder=None if s.stream_encoder == "auto" else s.stream_encoder,
+    )
+
+
 def read_temperature() -> float | None:
     try:
         return int(THERMAL.read_text()) / 1000.0
@@ -69,6 +90,8 @@ class Agent:
         self.signals = signals
         self._card_port, self._qr_port = card_port, qr_port
         self.readers: list[Any] = []
+        self.streamer: Any = None
+        self._streaming = False
         self.faults: list[str] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self.checkin: CheckinService | None = None
@@ -121,6 +144,23 @@ class Agent:
             self.readers.append(QrScanner(port=qr_port, on_scan=self._from_thread))
         for reader in self.readers:
             reader.start()
+        if s.stream_source:
+            self.streamer = make_streamer(s)
+
+    def _stream_for_meetings(self) -> None:
+        """Stream (and record) while a meeting of this hall is on; stop between meetings."""
+        if self.streamer is None:
+            return
+        on = bool(self.roster.meetings_now(self.clock.now(), self.settings.meeting_early_s))
+        # Our intent, not the streamer's state: a streamer that gave up after too many restarts
+        # says "stopped" with its reason, and must not be restarted hot from here.
+        if on and not self._streaming:
+            log.info("meeting on: starting the stream")
+            self.streamer.start()
+        elif not on and self._streaming:
+            log.info("no meeting now: stopping the stream (recording kept)")
+            self.streamer.stop()
+        self._streaming = on
 
     def _from_thread(self, event: Any) -> None:
         assert self.loop and self.checkin
@@ -151,15 +191,19 @@ class Agent:
             in_flight=self.uplink.in_flight,
             bundle_version=self.roster.version, disk_free_bytes=shutil.disk_usage(self.settings.data_dir).free,
             temperature_c=read_temperature(), clock_synced=self.clock.synced(), faults=self.current_faults(),
+            stream=self.streamer.stream_state() if self.streamer else None,
         )
 
     async def _health_loop(self) -> None:
         notify("READY=1")
         while True:
             faults = self.current_faults()
+            await asyncio.to_thread(self._stream_for_meetings)
+            stream = self.streamer.stream_state() if self.streamer else None
             age = self.outbox.oldest_unsent_age()
             self.display.set_health(online=self.uplink.connected, queue_depth=self.outbox.depth(),
                                     oldest_unsent_s=None if age is None else round(age), faults=faults,
+                                    stream=None if stream is None else stream.model_dump(exclude_none=True),
                                     device=self.identity.device_id)
             # Pinged from the event loop itself: if the loop hangs, systemd restarts us.
             notify("WATCHDOG=1\nSTATUS=" + ("; ".join(faults) or "ok"))
@@ -176,7 +220,7 @@ class Agent:
         await asyncio.to_thread(self._open_hardware)
         self.checkin.face, self.checkin.signals = self.face, self.signals
         self.uplink.start()
-        config = uvicorn.Config(create_app(self.display), host=self.settings.http_host, port=self.settings.http_port,
+        config = uvicorn.Config(create_app(self.display, main_room_hls_url=self.settings.main_room_hls_url), host=self.settings.http_host, port=self.settings.http_port,
                                 log_level="warning", lifespan="off")
         server = self._server = uvicorn.Server(config)
         log.info("kiosk %s page on http://%s:%d/", self.identity.device_id, self.settings.http_host, self.settings.http_port)
@@ -200,6 +244,8 @@ class Agent:
             except HallError:
                 pass
         self.uplink.stop()
+        if self.streamer is not None:
+            self.streamer.stop()
         if self.face is not None and hasattr(self.face, "stop"):
             self.face.stop()
         if self.signals is not None and hasattr(self.signals, "close"):

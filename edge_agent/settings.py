@@ -10,7 +10,7 @@ from pathlib import Path
 
 import ipaddress
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract import DEFAULT_PREFIX
@@ -41,6 +41,12 @@ class AgentSettings(BaseSettings):
     meeting_early_s: int = Field(1800, description="check-in opens this many seconds before a meeting starts")
     min_free_bytes: int = Field(20 * 1024 * 1024, description="refuse new check-ins below this much free disk in data_dir")
     outbox_max_mb: float = Field(512.0, description="the outbox file never grows past this; check-ins are refused (and said so) beyond it")
+    stream_source: str = Field("", description="what the streamer captures: '' (no streaming), 'v4l2:/dev/video0+alsa:default', 'file:/path.mp4' (looped) or 'lavfi' (test pattern)")
+    stream_ingest_url: SecretStr = Field(SecretStr(""), description="the meeting's ingest URL with this kiosk's stream key (rtmp:// or srt://); empty = record locally only")
+    stream_dir: Path | None = Field(None, description="local recording segments (default: data_dir/recordings)")
+    stream_quota_mb: float = Field(2048.0, description="disk the local recording may use; oldest segments go first, and the status says so")
+    stream_encoder: str = Field("auto", description="'auto' (h264_v4l2m2m when it works, else libx264), or an ffmpeg encoder name")
+    main_room_hls_url: str = Field("", description="HLS URL of the main meeting room, played full screen at /main-room")
     send_window: int = Field(512, description="records in flight (sent, not yet acknowledged) at most; keep under the broker's max_queued_messages")
 
     @field_validator("http_host")
