@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from typing import Annotated
 from urllib.parse import parse_qs, urlencode
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 TOPIC = "media/on_publish"
 APPS = ("hall", "main")
 MAX_BODY = 4096
+REPEAT_WINDOW_S = 60.0
 
 
 def loopback_only(request: Request) -> None:
@@ -37,6 +39,9 @@ def loopback_only(request: Request) -> None:
     try:
         ok = ipaddress.ip_address(host).is_loopback
     except ValueError:
+        ok = False
+    # Through a reverse proxy on this host every caller looks local; a proxied call is not nginx-rtmp's.
+    if any(h in request.headers for h in ("x-forwarded-for", "forwarded", "x-real-ip")):
         ok = False
     if not ok:
         log.warning("media callback from non-loopback %s refused", host)
@@ -51,6 +56,28 @@ LoopbackOnly = Depends(loopback_only)
 MediaSecret = Annotated[bytes | None, Depends(media_secret_of)]
 
 router = APIRouter(prefix="/media", tags=["media"], dependencies=[Public, LoopbackOnly])
+
+
+def _throttle(request: Request, what: tuple[object, ...]) -> int | None:
+    """None if an identical refusal was kept within the window, else how many were skipped since.
+
+    A refused kiosk's ffmpeg retries every couple of seconds; keeping each attempt
+    would bury other rejections, so one row a minute says it all (and counts the rest).
+    """
+    seen: dict[tuple[object, ...], list[float]] | None = getattr(request.app.state, "media_refusals", None)
+    if seen is None:
+        seen = request.app.state.media_refusals = {}
+    now = time.monotonic()
+    entry = seen.get(what)
+    if entry is not None and now - entry[0] < REPEAT_WINDOW_S:
+        entry[1] += 1
+        return None
+    skipped = int(entry[1]) if entry else 0
+    seen[what] = [now, 0]
+    if len(seen) > 10_000:  # bounded: forget the oldest
+        for key in sorted(seen, key=lambda k: seen[k][0])[:5_000]:
+            del seen[key]
+    return skipped
 
 
 def _redacted(fields: dict[str, str]) -> bytes:
@@ -83,8 +110,15 @@ async def on_publish(request: Request, store: StoreDep, secret: MediaSecret) -> 
         elif row.get("revoked_at"):
             reason = f"device revoked on {row['revoked_at']}"
     if reason is not None:
-        with store.transaction():
-            reject(store, TOPIC, claimed, f"publish to {app or '?'} from {fields.get('addr', '?')} refused: {reason}", _redacted(fields))
+        text = f"publish to {app or '?'} from {fields.get('addr', '?')} refused: {reason}"
+        repeats = _throttle(request, (claimed, app, fields.get("addr"), reason))
+        if repeats is None:
+            log.warning("media: %s (again; kept once a minute)", text)
+        else:
+            if repeats:
+                text += f" (and {repeats} identical attempts in the last {REPEAT_WINDOW_S:g}s not kept)"
+            with store.transaction():
+                reject(store, TOPIC, claimed, text, _redacted(fields))
         return Response(status_code=status.HTTP_403_FORBIDDEN, content=reason, media_type="text/plain")
     log.info("media: device %s publishing to %s from %s", device_id, app, fields.get("addr", "?"))
     # A 3xx from on_publish makes nginx-rtmp rename the stream to Location: the HLS
