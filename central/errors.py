@@ -25,3 +25,11 @@ class EnrolmentError(CentralError, ValueError):
 
 class KeyFileError(CentralError, OSError):
     """A key file is unreadable, has the wrong size or is open to other users."""
+
+
+class AccountError(CentralError, ValueError):
+    """A staff account change is invalid (bad username, unknown role, weak password...)."""
+
+
+class UnknownUser(AccountError, LookupError):
+    """The named staff account does not exist."""

@@ -40,12 +40,17 @@ class CentralService:
         return keys.central_public_key(self.settings)
 
     def start(self, *, timeout: float = 15.0) -> None:
-        token = self.settings.checked_staff_token()  # refuse placeholders before opening anything
+        # Refuse a placeholder before opening anything; with the token switched off only accounts log in.
+        token = self.settings.checked_staff_token() if self.settings.staff_token_enabled else None
         self.store = open_store(self.settings.data_dir)
+        if token is None and not self.store.scalar("SELECT 1 FROM users WHERE role = 'admin' AND disabled_at IS NULL"):
+            log.warning("the staff token is switched off and no admin account exists: "
+                        "make one with `hall central user add --username NAME --role admin`")
         key, box = keys.signing_key(self.settings.data_dir), keys.template_box(self.settings.data_dir)
         self.collector = Collector(self.settings, self.store, key=key, box=box)
         self.collector.start()
-        app = create_app(store=self.store, staff_token=token, collector=self.collector)
+        app = create_app(store=self.store, staff_token=token, collector=self.collector,
+                         session_ttl_s=self.settings.session_hours * 3600)
         config = uvicorn.Config(app, host=self.settings.http_host, port=self.settings.http_port, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="central-http", daemon=True)

@@ -2,7 +2,8 @@
 
 The staff token is a secret: it may come from the environment or, under systemd,
 from ``$CREDENTIALS_DIRECTORY/staff_token`` (``LoadCredential=``), so it never
-has to sit in a unit file. Placeholder tokens are refused when the service
+has to sit in a unit file. It is the bootstrap admin credential; staff log in
+with their own accounts (central/accounts.py) and it can be switched off. Placeholder tokens are refused when the service
 starts, not when settings load, so offline commands (`hall central key`) work
 without one.
 """
@@ -59,7 +60,9 @@ class CentralSettings(BaseSettings):
     topic_prefix: str = Field(DEFAULT_PREFIX, description="MQTT topic prefix shared with the kiosks")
     http_host: str = Field("127.0.0.1", description="address the API and staff page listen on")
     http_port: int = Field(8800, description="port of the API and staff page")
-    staff_token: SecretStr = Field(SecretStr(""), description="secret bearer token for the API and staff page; also read from $CREDENTIALS_DIRECTORY/staff_token")
+    staff_token: SecretStr = Field(SecretStr(""), description="shared bootstrap token: an admin credential (Bearer header or /login?token=) until staff accounts exist; also read from $CREDENTIALS_DIRECTORY/staff_token")
+    staff_token_enabled: bool = Field(True, description="accept the shared staff token as an admin credential; set false once `hall central user add --role admin` has made a real admin, and the token is then neither needed nor accepted")
+    session_hours: float = Field(12.0, gt=0, le=24 * 30, description="how long a staff login lasts before the password is asked again")
     bundle_check_s: float = Field(1.0, description="how often the collector looks for registry changes to republish bundles")
 
     @classmethod

@@ -108,6 +108,37 @@ def m002_clock_placement(db: Database) -> None:
         placer.stored(device, ev, p)
 
 
+@migrations()
+def m003_staff_accounts(db: Database) -> None:
+    """Staff accounts (central/accounts.py), their sessions and API tokens, and the audit log (central/audit.py).
+
+    Sessions and tokens keep only a SHA-256 of the secret: a copied database lets nobody log in.
+    A session with no user was opened with the shared staff (bootstrap) token; its ``via``
+    holds a fingerprint of that token, so changing the token ends those sessions.
+    """
+    _run(db, """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        role TEXT NOT NULL CHECK (role IN ('viewer', 'technician', 'admin')),
+        password_hash TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, disabled_at TEXT);
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY, user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
+        via TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, remote TEXT);
+    CREATE INDEX sessions_user ON sessions(user_id);
+    CREATE INDEX sessions_expiry ON sessions(expires_at);
+    CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL,
+        last_used_at TEXT, revoked_at TEXT);
+    CREATE INDEX api_tokens_user ON api_tokens(user_id);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+        detail TEXT NOT NULL, remote TEXT);
+    CREATE INDEX audit_action ON audit(action, id);
+    CREATE INDEX audit_actor ON audit(actor, id)
+    """)
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

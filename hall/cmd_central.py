@@ -1,4 +1,7 @@
-"""`hall central ...`: run central, enrol members, manage meetings and devices.
+"""`hall central ...`: run central, enrol members, manage meetings, devices and staff accounts.
+
+Changes a staff member would ask about later (devices, enrolment, accounts) are
+recorded in central's audit log with the actor ``cli:<os user>``.
 
 Every command reads its settings from `HALL_CENTRAL_*` (data directory first of all).
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +38,12 @@ def _store() -> Any:
     from central.store import open_store
 
     return open_store(_settings().data_dir)
+
+
+def _audit(store: Any, action: str, detail: dict[str, Any]) -> None:
+    from central import audit
+
+    audit.record(store, audit.cli_actor(), action, detail)
 
 
 def _errors(fn: F) -> F:
@@ -103,6 +113,7 @@ def enroll(member_id: str, name: str, cell: str, cccd: str | None, cards: tuple[
             store, keys.template_box(settings.data_dir), member_id=member_id, name=name, cell=cell,
             cccd=cccd, cards=list(cards), photos=list(photos),
         )
+        _audit(store, "member.enrol", {"member": result.member_id, "new": result.new, "templates": result.templates})
     click.echo(f"{'enrolled' if result.new else 're-enrolled'} {result.member_id} with {result.templates} face template(s)")
 
 
@@ -121,6 +132,9 @@ def import_(csv_file: Path, photos_dir: Path) -> None:
     settings = _settings()
     with _store() as store:
         report = import_csv(store, keys.template_box(settings.data_dir), csv_file, photos_dir)
+        if report.imported:
+            _audit(store, "member.import", {"file": csv_file.name, "members": [e.member_id for e in report.imported],
+                                            "refused": len(report.errors)})
     for err in report.errors:
         click.echo(f"line {err.line} ({err.member_id or 'no id'}): {err.reason}", err=True)
     click.echo(f"imported {len(report.imported)} member(s), {len(report.errors)} row(s) refused")
@@ -175,8 +189,10 @@ def device_add(public_key: str, hall: str) -> None:
     """Register a kiosk; prints its device id (derived from the key)."""
     from central import registry
 
-    with _store() as store:
-        click.echo(registry.add_device(store, public_key, hall))
+    with _store() as store, store.transaction():
+        device_id = registry.add_device(store, public_key, hall)
+        _audit(store, "device.register", {"device": device_id, "hall": hall})
+    click.echo(device_id)
 
 
 @device.command("list")
@@ -198,8 +214,9 @@ def device_revoke(device_id: str) -> None:
     """Revoke a kiosk: its records are refused from now on and its bundle is withdrawn."""
     from central import registry
 
-    with _store() as store:
+    with _store() as store, store.transaction():
         registry.revoke_device(store, device_id)
+        _audit(store, "device.revoke", {"device": device_id})
     click.echo(f"revoked {device_id}")
 
 
@@ -227,3 +244,156 @@ def cell_(cell_id: str, name: str) -> None:
     with _store() as store:
         registry.add_cell(store, cell_id, name)
     click.echo(f"cell {cell_id}: {name}")
+
+
+def _new_password(password_stdin: bool) -> tuple[str, bool]:
+    """(password, generated?): read from stdin (first line) or generated."""
+    if not password_stdin:
+        from central.accounts import generate_password
+
+        return generate_password(), True
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        raise click.ClickException("--password-stdin: no password on standard input")
+    return line, False
+
+
+@central.group()
+def user() -> None:
+    """Staff accounts: viewer < technician < admin."""
+
+
+@user.command("add")
+@click.option("--username", required=True, help="Login name: 2–32 of a-z 0-9 . _ -")
+@click.option("--role", required=True, type=click.Choice(["viewer", "technician", "admin"]), help="What the account may do.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin instead of generating one.")
+@_errors
+def user_add(username: str, role: str, password_stdin: bool) -> None:
+    """Create a staff account; a generated password is printed once."""
+    from central import accounts
+
+    password, generated = _new_password(password_stdin)
+    with _store() as store, store.transaction():
+        made = accounts.add_user(store, username, role, password)
+        _audit(store, "user.create", {"user": made["username"], "role": role})
+    click.echo(f"created {made['username']} ({role})")
+    if generated:
+        click.echo(f"password (shown once): {password}")
+
+
+@user.command("list")
+@_errors
+def user_list() -> None:
+    """List staff accounts."""
+    from central import accounts
+
+    with _store() as store:
+        for u in accounts.list_users(store):
+            state = f"disabled {u['disabled_at']}" if u["disabled_at"] else "active"
+            click.echo(f"{u['username']}\t{u['role']}\t{state}\t{u['tokens']} token(s)\tcreated {u['created_at']}")
+
+
+@user.command("passwd")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from the first line of stdin instead of generating one.")
+@_errors
+def user_passwd(username: str, password_stdin: bool) -> None:
+    """Set USERNAME's password and end their sessions; a generated password is printed once."""
+    from central import accounts
+
+    password, generated = _new_password(password_stdin)
+    with _store() as store, store.transaction():
+        accounts.set_password(store, username, password)
+        _audit(store, "user.password", {"user": username})
+    click.echo(f"password of {username} changed; their sessions are ended")
+    if generated:
+        click.echo(f"password (shown once): {password}")
+
+
+@user.command("role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(["viewer", "technician", "admin"]))
+@_errors
+def user_role(username: str, role: str) -> None:
+    """Give USERNAME another ROLE."""
+    from central import accounts
+
+    with _store() as store, store.transaction():
+        before = accounts.set_role(store, username, role)
+        _audit(store, "user.role", {"user": username, "from": before, "to": role})
+    click.echo(f"{username}: {before} → {role}")
+
+
+@user.command("disable")
+@click.argument("username")
+@click.option("--enable", is_flag=True, help="Re-enable the account instead.")
+@_errors
+def user_disable(username: str, enable: bool) -> None:
+    """Disable USERNAME: sessions end and API tokens are refused (until --enable)."""
+    from central import accounts
+
+    with _store() as store, store.transaction():
+        changed = accounts.set_disabled(store, username, not enable)
+        if changed:
+            _audit(store, "user.enable" if enable else "user.disable", {"user": username})
+    click.echo(f"{username} {'enabled' if enable else 'disabled'}{'' if changed else ' already'}")
+
+
+@user.group("token")
+def user_token() -> None:
+    """API tokens: bearer credentials for scripts and machines, acting as a user."""
+
+
+@user_token.command("add")
+@click.argument("username")
+@click.option("--name", required=True, help="What uses the token (a host, a script).")
+@_errors
+def token_add(username: str, name: str) -> None:
+    """Make an API token for USERNAME; it is printed once (only its hash is kept)."""
+    from central import accounts
+
+    with _store() as store, store.transaction():
+        token_id, token = accounts.issue_token(store, username, name)
+        _audit(store, "token.create", {"user": username, "token_id": token_id, "name": name})
+    click.echo(f"token {token_id} for {username} (shown once; send as 'Authorization: Bearer <token>'):", err=True)
+    click.echo(token)
+
+
+@user_token.command("list")
+@click.argument("username")
+@_errors
+def token_list(username: str) -> None:
+    """List USERNAME's API tokens (never the tokens themselves)."""
+    from central import accounts
+
+    with _store() as store:
+        for t in accounts.list_tokens(store, username):
+            state = f"revoked {t['revoked_at']}" if t["revoked_at"] else "active"
+            click.echo(f"{t['id']}\t{t['name']}\t{state}\tcreated {t['created_at']}\tlast used {t['last_used_at'] or 'never'}")
+
+
+@user_token.command("revoke")
+@click.argument("username")
+@click.argument("token_id", type=int)
+@_errors
+def token_revoke(username: str, token_id: int) -> None:
+    """Revoke one of USERNAME's API tokens."""
+    from central import accounts
+
+    with _store() as store, store.transaction():
+        accounts.revoke_token(store, username, token_id)
+        _audit(store, "token.revoke", {"user": username, "token_id": token_id})
+    click.echo(f"revoked token {token_id} of {username}")
+
+
+@central.command("audit")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="How many entries.")
+@click.option("--action", default=None, help="Only this action, or a prefix ending in '.' (login.).")
+@_errors
+def audit_log(limit: int, action: str | None) -> None:
+    """Show the audit log of staff actions, newest first."""
+    from central import audit
+
+    with _store() as store:
+        for e in audit.entries(store, limit=limit, action=action):
+            click.echo(f"{e['at']}\t{e['actor']}\t{e['action']}\t{e['detail']}\t{e['remote'] or '-'}")

@@ -1,54 +1,126 @@
-"""Shared dependencies. Every route declares who may call it: ``StaffOnly`` or ``Public``.
+"""Shared dependencies. Every route declares who may call it.
 
-Staff prove themselves with ``Authorization: Bearer <staff token>`` or the
-``hall_staff`` cookie set by ``/login``. The cookie holds an HMAC of the token,
-not the token, and is HttpOnly + SameSite=Strict so other sites cannot ride it.
+Staff routes take one of the Annotated roles as a parameter (``staff: Viewer``,
+``Technician``, ``Admin``), which also tells the route who is calling for the
+audit log. Routes anyone may call declare ``Public``; calls made by machines on
+this host (the media server's callbacks) declare ``MachineCallback`` next to
+their own check.
+
+A caller proves who they are with, in this order:
+- ``Authorization: Bearer hct_...``: a user's API token (for scripts and machines);
+- ``Authorization: Bearer <staff token>``: the shared bootstrap token, an admin,
+  while ``staff_token_enabled`` (compatibility with the demo and older scripts);
+- the ``hall_session`` cookie set by ``/login``: a server-side session. It is
+  HttpOnly and SameSite=Strict, so scripts and other sites cannot use it, and a
+  state-changing request carrying it must come from this site's own pages.
+
+401 means "who are you?" (no or bad credentials), 403 "you may not" (role too low).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
+from collections.abc import Callable
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request, status
 
+from ..accounts import STAFF_TOKEN_ACTOR, Role, Staff, session_staff, token_staff
 from ..store import Store
 
-COOKIE = "hall_staff"
+SESSION_COOKIE = "hall_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def cookie_value(token: str) -> str:
-    return hmac.new(token.encode(), b"hall-central staff cookie v1", hashlib.sha256).hexdigest()
+def remote_of(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
-def is_staff(request: Request) -> bool:
-    token: str = request.app.state.staff_token
-    header = request.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() == "bearer" and presented and hmac.compare_digest(presented.strip().encode(), token.encode()):
-        return True
-    cookie = request.cookies.get(COOKIE)
-    return bool(cookie) and hmac.compare_digest(cookie.encode(), cookie_value(token).encode())
+def _bearer(request: Request) -> str | None:
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    return presented.strip() if scheme.lower() == "bearer" and presented.strip() else None
 
 
-def require_staff(request: Request) -> None:
-    if not is_staff(request):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="staff login required / cần đăng nhập nhân viên",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+def current_staff(request: Request) -> Staff | None:
+    """Who is calling, or None. Looked up once per request."""
+    if hasattr(request.state, "staff"):
+        return request.state.staff
+    store: Store = request.app.state.store
+    staff_token: str | None = request.app.state.staff_token
+    staff: Staff | None = None
+    presented = _bearer(request)
+    if presented is not None:
+        # A bearer credential that does not check out is not silently replaced by a cookie.
+        if staff_token and hmac.compare_digest(presented.encode(), staff_token.encode()):
+            staff = Staff(STAFF_TOKEN_ACTOR, Role.admin, None, "staff-token")
+        else:
+            staff = token_staff(store, presented)
+    elif session := request.cookies.get(SESSION_COOKIE):
+        staff = session_staff(store, session, staff_token=staff_token)
+    request.state.staff = staff
+    return staff
+
+
+def _same_origin(request: Request) -> bool:
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source:
+        return True  # browsers send Origin on cross-site POSTs; its absence means a same-site or non-browser caller
+    return urlsplit(source).netloc == request.headers.get("host", "")
+
+
+def require_role(role: Role) -> Callable[[Request], Staff]:
+    def dependency(request: Request) -> Staff:
+        staff = current_staff(request)
+        if staff is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                detail="staff login required / cần đăng nhập nhân viên",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if staff.via == "session" and request.method not in SAFE_METHODS and not _same_origin(request):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="cross-site request refused / yêu cầu từ trang khác bị từ chối")
+        if not staff.may(role):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"needs the {role.name} role; {staff.name} is {staff.role.name} / cần quyền {role.name}",
+            )
+        return staff
+
+    dependency.__name__ = dependency.__qualname__ = f"require_{role.name}"
+    dependency.role = role  # type: ignore[attr-defined]  # read by the route walk in the tests
+    return dependency
+
+
+require_viewer = require_role(Role.viewer)
+require_technician = require_role(Role.technician)
+require_admin = require_role(Role.admin)
+ROLE_CHECKS = {require_viewer: Role.viewer, require_technician: Role.technician, require_admin: Role.admin}
+
+Viewer = Annotated[Staff, Depends(require_viewer)]
+Technician = Annotated[Staff, Depends(require_technician)]
+Admin = Annotated[Staff, Depends(require_admin)]
 
 
 def public() -> None:
     """Marks a route anyone may call; such routes return no member or device data."""
 
 
+def machine_callback() -> None:
+    """Marks a route called by a machine on this host (a media server's callback), never by staff or browsers.
+
+    The route must carry its own check of the caller (loopback only, a shared secret...):
+    staff credentials do not open it.
+    """
+
+
 def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-StaffOnly = Depends(require_staff)
 Public = Depends(public)
+MachineCallback = Depends(machine_callback)
 StoreDep = Annotated[Store, Depends(get_store)]
+# Kept for routes written before roles: a viewer. New routes take ``Viewer`` etc. as a parameter.
+require_staff = require_viewer
+StaffOnly = Depends(require_viewer)

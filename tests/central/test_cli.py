@@ -92,3 +92,68 @@ def test_run_refuses_a_placeholder_staff_token(hall):
 def test_misspelt_setting_is_an_error_not_ignored(hall):
     result = hall("key", HALL_CENTRAL_DATADIR="/tmp/elsewhere")
     assert result.exit_code == 1 and "HALL_CENTRAL_DATADIR" in result.output
+
+
+def _audit(data_dir) -> list[tuple[str, str]]:
+    with open_store(data_dir) as store:
+        return [(r["actor"], r["action"]) for r in store.rows("SELECT actor, action FROM audit ORDER BY id")]
+
+
+def test_user_add_prints_a_generated_password_once_and_it_logs_in(hall):
+    from central import accounts
+
+    result = hall("user", "add", "--username", "Lan", "--role", "admin")
+    assert result.exit_code == 0, result.output
+    password = result.output.split("password (shown once): ")[1].strip()
+    with open_store(hall.data_dir) as store:
+        staff, reason = accounts.authenticate(store, "lan", password)
+        assert staff is not None and staff.role is accounts.Role.admin, reason
+    again = hall("user", "add", "--username", "lan", "--role", "viewer")
+    assert again.exit_code == 1 and "already exists" in again.output
+    listed = hall("user", "list").output
+    assert "lan\tadmin\tactive" in listed and password not in listed
+    actions = _audit(hall.data_dir)
+    assert actions[0][0].startswith("cli:") and actions[0][1] == "user.create"
+
+
+def test_user_passwd_disable_role_and_tokens(hall):
+    from click.testing import CliRunner
+
+    from central import accounts
+
+    env = {"HALL_CENTRAL_DATA_DIR": str(hall.data_dir)}
+    runner = CliRunner()
+    made = runner.invoke(main, ["central", "user", "add", "--username", "tech", "--role", "technician", "--password-stdin"],
+                         input="first-password-1\n", env=env)
+    assert made.exit_code == 0 and "shown once" not in made.output
+    assert runner.invoke(main, ["central", "user", "passwd", "tech", "--password-stdin"], input="\n", env=env).exit_code == 1
+    assert runner.invoke(main, ["central", "user", "passwd", "tech", "--password-stdin"], input="second-password-2\n", env=env).exit_code == 0
+    with open_store(hall.data_dir) as store:
+        assert accounts.authenticate(store, "tech", "first-password-1")[0] is None
+        assert accounts.authenticate(store, "tech", "second-password-2")[0] is not None
+    assert hall("user", "role", "tech", "viewer").exit_code == 0
+    token = hall("user", "token", "add", "tech", "--name", "backup host")
+    assert token.exit_code == 0 and token.output.strip().splitlines()[-1].startswith("hct_")
+    secret = token.output.strip().splitlines()[-1]
+    listed = hall("user", "token", "list", "tech").output
+    assert "backup host\tactive" in listed and secret not in listed
+    assert hall("user", "disable", "tech").exit_code == 0
+    with open_store(hall.data_dir) as store:
+        assert accounts.token_staff(store, secret) is None
+    assert "tech\tviewer\tdisabled" in hall("user", "list").output
+    assert hall("user", "disable", "tech", "--enable").exit_code == 0
+    assert hall("user", "token", "revoke", "tech", "1").exit_code == 0
+    assert hall("user", "token", "revoke", "tech", "1").exit_code == 1
+    assert hall("user", "passwd", "ghost").exit_code == 1
+    assert [a for _, a in _audit(hall.data_dir)] == [
+        "user.create", "user.password", "user.role", "token.create", "user.disable", "user.enable", "token.revoke"]
+    shown = hall("audit", "--action", "user.").output.splitlines()
+    assert len(shown) == 5 and "user.enable" in shown[0]
+
+
+def test_device_commands_are_audited(hall):
+    key = SigningKey.generate()
+    device_id = hall("device", "add", "--public-key", public_key_text(key), "--hall", "H1").output.strip()
+    hall("device", "revoke", device_id)
+    assert [a for _, a in _audit(hall.data_dir)] == ["device.register", "device.revoke"]
+    assert device_id in hall("audit").output

@@ -1,4 +1,4 @@
-"""The staff page in a real browser: login, then a check-in appears without reloading."""
+"""The staff page in a real browser: a viewer logs in, sees a check-in appear without reloading, logs out."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from central import registry
+from central import accounts, registry
 from central.service import CentralService
 from central.store import open_store
 from contract import Topics
-from tests.central import STAFF_TOKEN, Device, Probe, settings_for
+from tests.central import Device, Probe, settings_for
 from tests.conftest import free_port
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -27,6 +27,7 @@ def test_page_shows_the_current_meeting_and_a_new_check_in_live(tmp_path, broker
         registry.add_member(store, "m2", "Trần Thị B", "C1")
         registry.add_meeting(store, "mt1", cell="C1", hall="H1", title="Họp chi bộ", starts=now - timedelta(minutes=5), ends=now + timedelta(hours=1))
         registry.add_device(store, device.public_key, "H1")
+        accounts.add_user(store, "lan", "viewer", "lan-password-123")
     with CentralService(settings) as service, sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM)
         try:
@@ -34,8 +35,9 @@ def test_page_shows_the_current_meeting_and_a_new_check_in_live(tmp_path, broker
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(service.url)
-            assert page.locator("#token").count() == 1  # not logged in: only the login form
-            page.fill("#token", STAFF_TOKEN)
+            assert page.locator("#password").count() == 1  # not logged in: only the login form
+            page.fill("#username", "lan")
+            page.fill("#password", "lan-password-123")
             page.click("button[type=submit]")
             page.wait_for_selector("#meeting-mt1")
             assert page.locator(".absent-member").count() == 2
@@ -46,6 +48,11 @@ def test_page_shows_the_current_meeting_and_a_new_check_in_live(tmp_path, broker
             row = page.wait_for_selector('.present-member[data-member-id="m1"]', timeout=6000)
             assert "Nguyễn Văn A" in row.inner_text()
             assert page.locator(".absent-member").count() == 1
+            assert page.locator('#who[data-role="viewer"]').count() == 1
             assert errors == []
+            page.click("#logout")
+            page.wait_for_selector("#password")
+            page.goto(service.url)
+            assert page.locator("#password").count() == 1 and page.locator("#meetings").count() == 0
         finally:
             browser.close()

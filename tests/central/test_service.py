@@ -50,3 +50,17 @@ def test_service_refuses_to_start_with_a_placeholder_token(tmp_path):
     with pytest.raises(SettingsError):
         CentralService(settings).start()
     assert not (tmp_path / "c" / "central.db").exists()  # refused before touching anything
+
+
+def test_with_the_staff_token_switched_off_only_accounts_log_in(tmp_path, broker):
+    from central import accounts
+
+    settings = CentralSettings(data_dir=tmp_path / "c", mqtt_port=broker.port, http_port=free_port(),
+                               staff_token="", staff_token_enabled=False, session_hours=0.5)
+    with open_store(settings.data_dir) as store:
+        accounts.add_user(store, "root", "admin", "root-password-42")
+    with CentralService(settings) as service, httpx.Client(base_url=service.url, timeout=5) as http:
+        assert http.get("/login", params={"token": "changeme"}).status_code == 401
+        login = http.post("/login", data={"username": "root", "password": "root-password-42"})
+        assert login.status_code == 303 and "Max-Age=1800" in login.headers["set-cookie"]
+        assert http.get("/api/me").json()["name"] == "root"

@@ -1,19 +1,22 @@
-"""Kiosks: registration, last status, chain head."""
+"""Kiosks: last status and chain head (viewers); registration and revocation (technicians, audited)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import BaseModel, Field
 
-from ..deps import StaffOnly, StoreDep
+from ... import audit, registry
+from ...errors import NotFound, RegistryError
+from ..deps import StoreDep, Technician, Viewer, remote_of
 
-router = APIRouter(prefix="/api/devices", tags=["devices"], dependencies=[StaffOnly])
+router = APIRouter(prefix="/api/devices", tags=["devices"])
 
 
 @router.get("")
-def list_devices(store: StoreDep) -> list[dict[str, Any]]:
+def list_devices(store: StoreDep, _: Viewer) -> list[dict[str, Any]]:
     out = []
     for r in store.rows(
         "SELECT d.id, d.hall, d.registered_at, d.revoked_at, s.state, s.status, s.last_seen, "
@@ -43,6 +46,7 @@ def list_devices(store: StoreDep) -> list[dict[str, Any]]:
 def device_records(
     device: str,
     store: StoreDep,
+    _: Viewer,
     flagged: bool = Query(False, description="only records whose time central doubts (clock_flag set)"),
     limit: int = Query(100, ge=1, le=1000),
     before_seq: int | None = Query(None, ge=1, description="page backwards: records with a lower seq"),
@@ -62,3 +66,32 @@ def device_records(
         f"placed_at, placed_by, clock_flag FROM records WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
         [*params, limit],
     )
+
+
+class NewDevice(BaseModel):
+    public_key: str = Field(max_length=200, description="the kiosk's public key, as its provisioning printed it")
+    hall: str = Field(max_length=64, description="hall the kiosk stands in (created if new)")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def register_device(body: NewDevice, store: StoreDep, staff: Technician, request: Request) -> dict[str, str]:
+    """Register a kiosk by its public key; returns the device id derived from it."""
+    try:
+        with store.transaction():
+            device_id = registry.add_device(store, body.public_key, body.hall)
+            audit.record(store, staff.name, "device.register", {"device": device_id, "hall": body.hall}, remote_of(request))
+    except RegistryError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+    return {"id": device_id, "hall": body.hall}
+
+
+@router.post("/{device}/revoke")
+def revoke_device(device: str, store: StoreDep, staff: Technician, request: Request) -> dict[str, Any]:
+    """Revoke a kiosk: its records are refused from now on and its bundle is withdrawn."""
+    try:
+        with store.transaction():
+            registry.revoke_device(store, device)
+            audit.record(store, staff.name, "device.revoke", {"device": device}, remote_of(request))
+    except NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    return {"id": device, "revoked_at": registry.get_device(store, device)["revoked_at"]}

@@ -24,7 +24,7 @@ from fastapi.responses import Response
 from ... import registry
 from ...ingest import reject
 from ...media import KEY_SEP, check_stream_key
-from ..deps import Public, StoreDep
+from ..deps import MachineCallback, StoreDep
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def media_secret_of(request: Request) -> bytes | None:
 LoopbackOnly = Depends(loopback_only)
 MediaSecret = Annotated[bytes | None, Depends(media_secret_of)]
 
-router = APIRouter(prefix="/media", tags=["media"], dependencies=[Public, LoopbackOnly])
+router = APIRouter(prefix="/media", tags=["media"], dependencies=[MachineCallback, LoopbackOnly])
 
 
 def _throttle(request: Request, what: tuple[object, ...]) -> int | None:

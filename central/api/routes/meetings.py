@@ -9,9 +9,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from ... import registry
-from ..deps import StaffOnly, StoreDep
+from ..deps import StoreDep, Viewer
 
-router = APIRouter(prefix="/api/meetings", tags=["meetings"], dependencies=[StaffOnly])
+router = APIRouter(prefix="/api/meetings", tags=["meetings"])
 
 
 def _now() -> str:
@@ -25,7 +25,7 @@ def _state(meeting: dict[str, Any], now: str) -> str:
 
 
 @router.get("")
-def list_meetings(store: StoreDep) -> list[dict[str, Any]]:
+def list_meetings(store: StoreDep, _: Viewer) -> list[dict[str, Any]]:
     now = _now()
     rows = store.rows(
         "SELECT m.*, (SELECT COUNT(*) FROM attendance a WHERE a.meeting = m.id) AS present, "
@@ -36,7 +36,7 @@ def list_meetings(store: StoreDep) -> list[dict[str, Any]]:
 
 
 @router.get("/{meeting_id}/attendance")
-def attendance(meeting_id: str, store: StoreDep) -> dict[str, Any]:
+def attendance(meeting_id: str, store: StoreDep, _: Viewer) -> dict[str, Any]:
     meeting = registry.get_meeting(store, meeting_id)
     if meeting is None:
         raise HTTPException(404, f"no meeting {meeting_id}")

@@ -1,4 +1,4 @@
-"""Liveness (public, no data) and the collector's counters (staff)."""
+"""Liveness (public, no data), the collector's counters and who the caller is (staff)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from ..deps import Public, StaffOnly
+from ..deps import Public, StoreDep, Viewer
 
 router = APIRouter(tags=["system"])
 
@@ -16,7 +16,18 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/api/collector", dependencies=[StaffOnly])
-def collector(request: Request) -> dict[str, Any]:
+@router.get("/api/collector")
+def collector(request: Request, _: Viewer) -> dict[str, Any]:
     c = request.app.state.collector
     return c.stats() if c is not None else {"connected": False, "running": False}
+
+
+@router.get("/api/me")
+def me(staff: Viewer, store: StoreDep) -> dict[str, Any]:
+    """Who is logged in, and what the page may show them (alarm count for everyone, details for technicians)."""
+    return {
+        "name": staff.name,
+        "role": staff.role.name,
+        "via": staff.via,
+        "alarms": store.scalar("SELECT COUNT(*) FROM rejections WHERE alarm = 1"),
+    }

@@ -1,0 +1,121 @@
+"""Who may call what: every route of the app, walked, against a declared table of required roles."""
+
+from __future__ import annotations
+
+import re
+
+from central.accounts import Role
+from central.api.app import all_routes
+from central.api.deps import ROLE_CHECKS, machine_callback, public
+from central.api.routes.media import loopback_only
+from central.api.routes.media import router as media_router
+from tests.central import STAFF_TOKEN
+
+V, T, A = Role.viewer, Role.technician, Role.admin
+# Pages of this app anyone may load; they show no member or device data without a login.
+PAGES = {("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"), ("GET", "/healthz")}
+# Every route needing no staff login: the pages, and routes that check a credential of their own (a one-time token...).
+PUBLIC = PAGES | set()
+# Called by central's own media server, never by staff: they check their caller themselves.
+MACHINE = {("POST", "/media/on_publish")}
+REQUIRED = {
+    ("GET", "/api/me"): V,
+    ("GET", "/api/collector"): V,
+    ("GET", "/api/meetings"): V,
+    ("GET", "/api/meetings/{meeting_id}/attendance"): V,
+    ("GET", "/api/devices"): V,
+    ("GET", "/api/devices/{device}/records"): V,
+    ("POST", "/api/devices"): T,
+    ("POST", "/api/devices/{device}/revoke"): T,
+    ("GET", "/api/rejections"): T,
+    ("GET", "/api/alarms"): T,
+    ("GET", "/api/users"): A,
+    ("POST", "/api/users"): A,
+    ("PATCH", "/api/users/{username}"): A,
+    ("POST", "/api/users/{username}/password"): A,
+    ("GET", "/api/users/{username}/tokens"): A,
+    ("POST", "/api/users/{username}/tokens"): A,
+    ("DELETE", "/api/users/{username}/tokens/{token_id}"): A,
+    ("GET", "/api/audit"): A,
+}
+UNAUTHENTICATED = [{}, {"Authorization": "Bearer hct_not-a-real-token"}, {"Authorization": "Bearer wrong-staff-token-0000"},
+                   {"Cookie": "hall_session=forged"}]
+
+
+def _routes(app):
+    app.include_router(media_router)  # as the media deployment does
+    return {(method, r.path): r for r in all_routes(app.routes) for method in r.methods}
+
+
+def _checks(route) -> set:
+    found, stack = set(), list(route.dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        found.add(dep.call)
+        stack.extend(dep.dependencies)
+    return found
+
+
+def _concrete(path: str) -> str:
+    # "nobody" / 999999 name nothing, so an allowed call answers 404 or 422 and changes nothing.
+    return re.sub(r"\{token_id\}", "999999", re.sub(r"\{(?!token_id)[^}]+\}", "nobody", path))
+
+
+def test_every_route_is_in_the_table_and_declares_the_role_the_table_says(staffed):
+    routes = _routes(staffed.app)
+    assert set(routes) == PUBLIC | MACHINE | set(REQUIRED), "a route was added or removed: declare who may call it here"
+    for key, route in routes.items():
+        checks = _checks(route)
+        declared = {ROLE_CHECKS[c] for c in checks if c in ROLE_CHECKS}
+        if key in REQUIRED:
+            assert declared == {REQUIRED[key]}, (key, declared)
+            assert public not in checks and machine_callback not in checks, key
+        else:
+            assert not declared, key
+            assert public in checks or machine_callback in checks, f"{key} declares neither a role nor public/machine"
+
+
+def test_unauthenticated_calls_get_401_and_under_privileged_ones_403_on_every_staff_route(staffed):
+    client = staffed.client()
+    routes = _routes(staffed.app)
+    for (method, path), needed in REQUIRED.items():
+        url = _concrete(path)
+        assert (method, path) in routes
+        for headers in UNAUTHENTICATED:
+            response = client.request(method, url, headers=headers)
+            assert response.status_code == 401, (method, path, headers, response.status_code)
+            assert response.headers["www-authenticate"] == "Bearer"
+        for role in Role:
+            response = client.request(method, url, headers={"Authorization": f"Bearer {staffed.tokens[role.name]}"})
+            if role < needed:
+                assert response.status_code == 403, (method, path, role.name, response.status_code)
+            else:
+                assert response.status_code not in (401, 403), (method, path, role.name, response.status_code)
+        # the bootstrap token is an admin
+        assert client.request(method, url, headers={"Authorization": f"Bearer {STAFF_TOKEN}"}).status_code not in (401, 403)
+
+
+def test_a_viewer_session_cookie_is_held_to_the_same_roles(staffed):
+    viewer = staffed.login("viewer")
+    for (method, path), needed in REQUIRED.items():
+        status = viewer.request(method, _concrete(path)).status_code
+        assert (status == 403) == (needed > V), (method, path, status)
+
+
+def test_the_login_page_health_and_logout_answer_without_credentials(staffed):
+    client = staffed.client()
+    for method, path in PAGES:
+        response = client.request(method, path, follow_redirects=False)
+        assert "www-authenticate" not in response.headers, (method, path)  # not refused by a role check
+        assert response.status_code in (200, 303, 401), (method, path, response.status_code)
+        if response.status_code == 401:  # "/" and a failed POST /login show the login form, and no data
+            assert 'id="password"' in response.text and "present-member" not in response.text
+
+
+def test_staff_credentials_do_not_open_machine_callbacks(staffed):
+    client = staffed.client()
+    routes = _routes(staffed.app)
+    for key in MACHINE:
+        assert loopback_only in _checks(routes[key])
+        response = client.request(key[0], key[1], headers={"Authorization": f"Bearer {staffed.tokens['admin']}"})
+        assert response.status_code == 403  # TestClient is not on loopback: not the media server
