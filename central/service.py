@@ -30,6 +30,7 @@ class CentralService:
         self.collector: Collector | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self.media = None
 
     @property
     def url(self) -> str:
@@ -52,6 +53,12 @@ class CentralService:
         app = create_app(store=self.store, staff_token=token, collector=self.collector,
                          session_ttl_s=self.settings.session_hours * 3600)
         config = uvicorn.Config(app, host=self.settings.http_host, port=self.settings.http_port, log_level="warning", lifespan="off")
+        if self.settings.media_enabled:
+            from .api.routes.media import router as media_router
+            from .media import media_secret
+
+            app.state.media_secret = media_secret(self.settings.data_dir)
+            app.include_router(media_router)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="central-http", daemon=True)
         self._thread.start()
@@ -61,9 +68,22 @@ class CentralService:
                 self.stop()
                 raise CentralError(f"the API did not start on {self.settings.http_host}:{self.settings.http_port} (port in use?)")
             time.sleep(0.02)
+        if self.settings.media_enabled:
+            from .media import MediaServer
+
+            # nginx asks the API (loopback) before accepting each push: start it once the API listens.
+            self.media = MediaServer(self.settings.data_dir,
+                                     on_publish_url=f"http://127.0.0.1:{self.settings.http_port}/media/on_publish",
+                                     rtmp_port=self.settings.media_rtmp_port, http_port=self.settings.media_http_port,
+                                     host=self.settings.media_host)
+            self.media.start()
+            log.info("media server: %s", self.media.urls)
         log.info("central running: %s", self.url)
 
     def stop(self) -> None:
+        if self.media is not None:
+            self.media.stop()
+            self.media = None
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:

@@ -63,6 +63,10 @@ class CentralSettings(BaseSettings):
     staff_token: SecretStr = Field(SecretStr(""), description="shared bootstrap token: an admin credential (Bearer header or /login?token=) until staff accounts exist; also read from $CREDENTIALS_DIRECTORY/staff_token")
     staff_token_enabled: bool = Field(True, description="accept the shared staff token as an admin credential; set false once `hall central user add --role admin` has made a real admin, and the token is then neither needed nor accepted")
     session_hours: float = Field(12.0, gt=0, le=24 * 30, description="how long a staff login lasts before the password is asked again")
+    media_enabled: bool = Field(False, description="run the media server (nginx-rtmp): halls push their streams, the main room is served as HLS")
+    media_host: str = Field("127.0.0.1", description="address the media server listens on")
+    media_rtmp_port: int = Field(1935, description="RTMP port the halls push to")
+    media_http_port: int = Field(8081, description="HTTP port serving the main room's HLS")
     bundle_check_s: float = Field(1.0, description="how often the collector looks for registry changes to republish bundles")
 
     @classmethod

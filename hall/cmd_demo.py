@@ -22,10 +22,13 @@ import click
 @click.option("--kiosk-port", default=8080, show_default=True, help="kiosk page port (next free if taken)")
 @click.option("--mqtt-port", default=18830, show_default=True, help="Mosquitto port (next free if taken)")
 @click.option("--control-port", default=8090, show_default=True, help="simulator control port (next free if taken)")
+@click.option("--rtmp-port", default=19350, show_default=True, help="media server RTMP port (next free if taken)")
+@click.option("--hls-port", default=8081, show_default=True, help="media server HLS port (next free if taken)")
+@click.option("--no-stream", is_flag=True, help="do not run the media server and the kiosk's streamer")
 @click.option("--keep", is_flag=True, help="keep the previous demo's data instead of starting fresh")
 @click.option("--for", "run_for", type=float, default=None, help="stop by itself after this many seconds")
 def demo(data_dir: Path, faces: Path | None, central_port: int, kiosk_port: int, mqtt_port: int, control_port: int,
-         keep: bool, run_for: float | None) -> None:
+         rtmp_port: int, hls_port: int, no_stream: bool, keep: bool, run_for: float | None) -> None:
     """Run Mosquitto, central and one simulated kiosk on loopback ports, until Ctrl-C."""
     from . import demo_data
     from .processes import Child, free_port, mosquitto_binary, mosquitto_config, wait_port
@@ -40,6 +43,8 @@ def demo(data_dir: Path, faces: Path | None, central_port: int, kiosk_port: int,
     data_dir.mkdir(parents=True, exist_ok=True)
     mqtt_port, central_port = free_port(mqtt_port), free_port(central_port)
     kiosk_port, control_port = free_port(kiosk_port), free_port(control_port)
+    rtmp_port, hls_port = free_port(rtmp_port), free_port(hls_port)
+    stream = not no_stream and shutil.which("ffmpeg") is not None and Path("/usr/lib/nginx/modules/ngx_rtmp_module.so").exists()
     hall_exe = str(Path(sys.executable).with_name("hall"))
     children: list[Child] = []
     rigs: list = []
@@ -68,6 +73,8 @@ def demo(data_dir: Path, faces: Path | None, central_port: int, kiosk_port: int,
         central_env = {
             "HALL_CENTRAL_DATA_DIR": str(data_dir / "central"), "HALL_CENTRAL_MQTT_PORT": str(mqtt_port),
             "HALL_CENTRAL_HTTP_PORT": str(central_port), "HALL_CENTRAL_STAFF_TOKEN": token,
+            "HALL_CENTRAL_MEDIA_ENABLED": str(stream).lower(), "HALL_CENTRAL_MEDIA_RTMP_PORT": str(rtmp_port),
+            "HALL_CENTRAL_MEDIA_HTTP_PORT": str(hls_port),
         }
         csettings = CentralSettings(data_dir=data_dir / "central", mqtt_port=mqtt_port, http_port=central_port)
         kiosk = DeviceIdentity(data_dir / "kiosk")
@@ -95,6 +102,13 @@ def demo(data_dir: Path, faces: Path | None, central_port: int, kiosk_port: int,
             "HALL_AGENT_QR_SCANNER": rig.qr_port, "HALL_AGENT_CAMERA": f"still:{rig.stage_path}",
             "HALL_AGENT_MOCK_GPIO": "true", "HALL_AGENT_HTTP_PORT": str(kiosk_port), "HALL_AGENT_HALL": demo_data.HALL,
         }
+        if stream:
+            from central.media import media_secret, stream_key
+
+            # The kiosk's camera and microphone stand-in: the shared clip, looped, pushed with its stream key.
+            key = stream_key(media_secret(csettings.data_dir), kiosk.device_id)
+            agent_env |= {"HALL_AGENT_STREAM_SOURCE": f"file:{faces / 'scenes' / 'short_hamilton_clip.mp4'}",
+                          "HALL_AGENT_STREAM_INGEST_URL": f"rtmp://127.0.0.1:{rtmp_port}/hall/{key}"}
         children.append(Child("kiosk", [hall_exe, "agent", "run"], log_path=data_dir / "kiosk.log", env=agent_env))
         wait_port(kiosk_port, timeout=90, proc=children[-1])
         (data_dir / "sim.json").write_text(json.dumps({"control": control}))
@@ -110,6 +124,7 @@ Hall demo is running (Ctrl-C stops it).
   Central       http://127.0.0.1:{central_port}/login?token={token}
   API           curl -H 'Authorization: Bearer {token}' http://127.0.0.1:{central_port}/api/meetings/{meeting_id}/attendance
   MQTT broker   127.0.0.1:{mqtt_port}    logs: {data_dir}/*.log
+  Media server  {f"rtmp://127.0.0.1:{rtmp_port}/hall (the kiosk streams the shared clip; recordings in {data_dir}/central/media)" if stream else "off"}
 
 Simulate (in another terminal, from this folder):
   .venv/bin/hall sim tap --card {obama.card}                 # {obama.name}: face matches → checked in

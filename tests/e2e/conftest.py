@@ -48,6 +48,7 @@ class System:
 @pytest.fixture(scope="module")
 def system(tmp_path_factory, module_broker, faces_dir):
     from central import keys as central_keys
+    from central.media import media_secret, stream_key
     from central.service import CentralService
     from central.settings import CentralSettings
     from central.store import open_store
@@ -62,7 +63,9 @@ def system(tmp_path_factory, module_broker, faces_dir):
     s = System()
     s.faces = faces_dir
     s.token = secrets.token_urlsafe(24)
-    csettings = CentralSettings(data_dir=work / "central", mqtt_port=module_broker.port, http_port=free_port(), staff_token=s.token)
+    s.rtmp_port = free_port()
+    csettings = CentralSettings(data_dir=work / "central", mqtt_port=module_broker.port, http_port=free_port(), staff_token=s.token,
+                                media_enabled=True, media_rtmp_port=s.rtmp_port, media_http_port=free_port())
     kiosk_id = DeviceIdentity(work / "kiosk")
     store = open_store(csettings.data_dir)
     try:
@@ -82,6 +85,8 @@ def system(tmp_path_factory, module_broker, faces_dir):
         data_dir=work / "kiosk", mqtt_port=module_broker.port, central_public_key=s.central.public_key,
         card_reader=s.rig.card_port, qr_scanner=s.rig.qr_port, camera=f"still:{s.rig.stage_path}",
         http_port=kiosk_port, verdict_hold_s=30.0,
+        stream_source=f"file:{faces_dir / 'scenes' / 'short_hamilton_clip.mp4'}",
+        stream_ingest_url=f"rtmp://127.0.0.1:{s.rtmp_port}/hall/{stream_key(media_secret(csettings.data_dir), kiosk_id.device_id)}",
     )
     s.agent = Agent(asettings, signals=s.signals)
     thread = threading.Thread(target=lambda: asyncio.run(s.agent.run()), name="agent", daemon=True)

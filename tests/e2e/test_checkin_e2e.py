@@ -115,3 +115,16 @@ def test_central_page_lists_who_is_present(system, browser):
     assert page.query_selector(f"tr.present-member[data-member-id='{BIDEN.id}']") is None
     assert page.query_selector(f"li.absent-member[data-member-id='{BIDEN.id}']") is not None
     page.close()
+
+
+def test_the_hall_streams_into_the_meeting_and_central_shows_it_live(system, browser):
+    devices = wait_for(lambda: [d for d in api(system, "/api/devices") if (d.get("stream") or {}).get("state") == "live"],
+                       timeout=30, what="the kiosk's stream to go live")
+    assert devices[0]["stream"]["fps"] > 10
+    page = browser.new_page()
+    page.goto(f"{system.central_url}/login?token={system.token}")
+    cell = page.wait_for_selector("tr.device td.stream[data-stream='live']", timeout=10_000)
+    assert "trực tiếp" in cell.inner_text()
+    page.close()
+    recordings = list((system.central.settings.data_dir / "media").rglob("*.flv"))
+    assert recordings and max(r.stat().st_size for r in recordings) > 0, "central records the hall's push"
