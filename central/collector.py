@@ -114,6 +114,10 @@ class Collector:
             manual_ack=True,
         )
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        if settings.mqtt_tls_ca and settings.mqtt_tls_cert and settings.mqtt_tls_key:
+            # mutual TLS with central's own certificate (CN 'central', its identity in the broker's ACL)
+            self.client.tls_set(ca_certs=str(settings.mqtt_tls_ca), certfile=str(settings.mqtt_tls_cert),
+                                keyfile=str(settings.mqtt_tls_key))
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = self._on_connect_fail

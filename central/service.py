@@ -53,6 +53,7 @@ class CentralService:
         app = create_app(store=self.store, staff_token=token, collector=self.collector,
                          session_ttl_s=self.settings.session_hours * 3600)
         config = uvicorn.Config(app, host=self.settings.http_host, port=self.settings.http_port, log_level="warning", lifespan="off")
+        self._enable_enrolment(app)
         if self.settings.media_enabled:
             from .api.routes.media import router as media_router
             from .media import media_secret
@@ -79,6 +80,19 @@ class CentralService:
             self.media.start()
             log.info("media server: %s", self.media.urls)
         log.info("central running: %s", self.url)
+
+    def _enable_enrolment(self, app) -> None:
+        """POST /enrol: kiosks trade a one-time token and a CSR for their certificate and config."""
+        from .api.routes.enrol import router as enrol_router
+        from .enrol_tokens import EnrolmentConfig
+        from .pki import CentralPki
+
+        s = self.settings
+        app.state.enrolment = EnrolmentConfig(
+            pki=CentralPki.for_data_dir(s.data_dir), central_public_key=keys.central_public_key(s),
+            broker_host=s.broker_public_host, broker_port=s.broker_tls_port, topic_prefix=s.topic_prefix,
+            broker_dir=s.data_dir / "broker")
+        app.include_router(enrol_router)
 
     def stop(self) -> None:
         if self.media is not None:

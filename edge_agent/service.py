@@ -101,6 +101,8 @@ class Agent:
             host=settings.mqtt_host, port=settings.mqtt_port, topics=Topics(settings.topic_prefix),
             status=self.status, on_bundle=self._on_bundle, keepalive=settings.mqtt_keepalive,
             window=settings.send_window,
+            tls=(str(settings.mqtt_tls_ca), str(settings.mqtt_tls_cert), str(settings.mqtt_tls_key))
+            if settings.mqtt_tls_ca and settings.mqtt_tls_cert and settings.mqtt_tls_key else None,
         )
 
     # -- wiring ---------------------------------------------------------------------

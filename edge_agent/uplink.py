@@ -42,6 +42,7 @@ class Uplink:
         window: int = 64,
         status_interval_s: float = 15.0,
         client_factory: Callable[..., mqtt.Client] = mqtt.Client,
+        tls: tuple[str, str, str] | None = None,
     ):
         self.outbox, self.device_id, self.topics = outbox, device_id, topics
         self._central_key = central_key
@@ -63,6 +64,9 @@ class Uplink:
             clean_session=True,
         )
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        if tls:
+            ca, cert, key = tls
+            self.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
         # paho's own cap (20 by default) would otherwise serialise our window behind it.
         self.client.max_inflight_messages_set(window)
         self.client.will_set(

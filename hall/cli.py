@@ -12,6 +12,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("hall.cmd_demo", "demo", "Run the whole system locally: broker, central and a simulated kiosk."),
     "agent": ("hall.cmd_agent", "agent", "The kiosk service (edge agent)."),
     "central": ("hall.cmd_central", "central", "Central: collector, registry, dashboard, enrolment."),
+    "provision": ("hall.cmd_provision", "provision", "Kiosk provisioning: enrol with central, self-test."),
     "sim": ("hall.cmd_sim", "sim", "Drive the simulated hardware of a running demo kiosk."),
     "card": ("hall.cmd_card", "card", "Card and CCCD QR tools."),
     "face": ("hall.cmd_face", "face", "Face verification tools."),

@@ -209,8 +209,10 @@ def device_list() -> None:
 
 @device.command("revoke")
 @click.argument("device_id")
+@click.option("--broker-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The TLS broker's files from `broker-config` (default: <data_dir>/broker).")
 @_errors
-def device_revoke(device_id: str) -> None:
+def device_revoke(device_id: str, broker_dir: Path | None) -> None:
     """Revoke a kiosk: its records are refused from now on and its bundle is withdrawn."""
     from central import registry
 
@@ -218,6 +220,29 @@ def device_revoke(device_id: str) -> None:
         registry.revoke_device(store, device_id)
         _audit(store, "device.revoke", {"device": device_id})
     click.echo(f"revoked {device_id}")
+    _revoke_at_broker(broker_dir)
+
+
+def _revoke_at_broker(broker_dir: Path | None) -> None:
+    """Rewrite the CRL and ACL and make a running TLS broker reload them."""
+    from central.broker_config import BrokerFiles, have_broker_config, refresh, reload_broker
+    from central.cli_provisioning import _settings, default_broker_dir
+    from central.pki import CentralPki
+    from central.store import open_store
+
+    settings = _settings()
+    files = BrokerFiles(broker_dir or default_broker_dir(settings))
+    if not have_broker_config(files):
+        click.echo(f"no broker configuration in {files.dir}: CRL and ACL not written "
+                   "(run `hall central broker-config` if the broker uses TLS)", err=True)
+        return
+    with open_store(settings.data_dir) as store:
+        refresh(store, CentralPki.for_data_dir(settings.data_dir), files, prefix=settings.topic_prefix)
+    pid = reload_broker(files)
+    if pid is None:
+        click.echo(f"CRL and ACL rewritten in {files.dir}; no running broker found: reload it (systemctl reload mosquitto)", err=True)
+    else:
+        click.echo(f"CRL and ACL rewritten; broker (pid {pid}) reloaded: the kiosk can no longer connect or publish")
 
 
 @central.command("hall")
@@ -397,3 +422,13 @@ def audit_log(limit: int, action: str | None) -> None:
     with _store() as store:
         for e in audit.entries(store, limit=limit, action=action):
             click.echo(f"{e['at']}\t{e['actor']}\t{e['action']}\t{e['detail']}\t{e['remote'] or '-'}")
+
+
+def _attach_provisioning() -> None:
+    from central.cli_provisioning import broker_config, token
+
+    central.add_command(token)
+    central.add_command(broker_config)
+
+
+_attach_provisioning()

@@ -8,6 +8,7 @@ from central.accounts import Role
 from central.api.app import all_routes
 from central.api.deps import ROLE_CHECKS, machine_callback, public
 from central.api.routes.media import loopback_only
+from central.api.routes.enrol import router as enrol_router
 from central.api.routes.media import router as media_router
 from tests.central import STAFF_TOKEN
 
@@ -15,7 +16,7 @@ V, T, A = Role.viewer, Role.technician, Role.admin
 # Pages of this app anyone may load; they show no member or device data without a login.
 PAGES = {("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"), ("GET", "/healthz")}
 # Every route needing no staff login: the pages, and routes that check a credential of their own (a one-time token...).
-PUBLIC = PAGES | set()
+PUBLIC = PAGES | {("POST", "/enrol")}
 # Called by central's own media server, never by staff: they check their caller themselves.
 MACHINE = {("POST", "/media/on_publish")}
 REQUIRED = {
@@ -44,6 +45,7 @@ UNAUTHENTICATED = [{}, {"Authorization": "Bearer hct_not-a-real-token"}, {"Autho
 
 def _routes(app):
     app.include_router(media_router)  # as the media deployment does
+    app.include_router(enrol_router)  # as CentralService does
     return {(method, r.path): r for r in all_routes(app.routes) for method in r.methods}
 
 

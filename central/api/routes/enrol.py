@@ -1,0 +1,116 @@
+"""POST /enrol: a kiosk redeems a one-time token for its registration, certificate and configuration.
+
+Public (no staff login): the token is the credential. Every refusal is kept in
+``rejections`` (topic ``enrol``) with its reason, and the token is shown there
+only as the first characters of its hash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ...broker_config import BrokerConfigError, BrokerFiles, have_broker_config, refresh, reload_broker
+from ...enrol_tokens import EnrolmentConfig, EnrolRefused, redeem, token_hash
+from ...ingest import reject
+from ...store import Store
+from ..deps import Public
+
+log = logging.getLogger("central.api.enrol")
+
+router = APIRouter(prefix="/enrol", tags=["enrol"], dependencies=[Public])
+MAX_BODY = 64 * 1024
+TOPIC = "enrol"
+
+
+class EnrolRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=200, description="the one-time enrolment token staff gave the technician")
+    public_key: str = Field(min_length=1, max_length=200, description="the device's Ed25519 public key (base64url)")
+    csr: str = Field(min_length=1, max_length=16 * 1024, description="PEM certificate signing request for the device's TLS key, CN = device id")
+    proof: str = Field(min_length=1, max_length=200, description="the device key's signature (contract.sign_object) over {purpose, csr_sha256}")
+    software_version: str = Field("", max_length=100, description="the kiosk software's version, for the log")
+
+
+def _redacted(raw: bytes) -> bytes:
+    """The request as kept in rejections: the token replaced by a prefix of its hash."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw
+    if isinstance(body, dict) and isinstance(body.get("token"), str):
+        body["token"] = f"sha256:{token_hash(body['token'])[:12]}…"
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def _enrol(store: Store, config: EnrolmentConfig, raw: bytes) -> dict[str, Any]:
+    device: str | None = None
+    try:
+        if len(raw) > MAX_BODY:
+            raise EnrolRefused(f"request of {len(raw)} bytes is too large", status=413)
+        try:
+            req = EnrolRequest.model_validate_json(raw)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+            raise EnrolRefused(f"malformed enrolment request: {problems}", status=422) from None
+        done = redeem(store, config.pki, token=req.token, public_key=req.public_key, csr_pem=req.csr,
+                      proof=req.proof, cert_days=config.cert_days)
+    except EnrolRefused as exc:
+        device = exc.device
+        with store.transaction():
+            reject(store, TOPIC, device, exc.reason, _redacted(raw))
+        raise HTTPException(exc.status, detail=exc.reason) from None
+    log.info("enrolled device %s in hall %s (certificate %s)", done.device, done.hall, done.certificate.serial)
+    _update_broker(store, config)
+    agent = {
+        "hall": done.hall,
+        "mqtt_host": config.broker_host,
+        "mqtt_port": str(config.broker_port),
+        "topic_prefix": config.topic_prefix,
+        "central_public_key": config.central_public_key,
+        **config.agent_config,
+    }
+    return {
+        "device": done.device,
+        "hall": done.hall,
+        "certificate": done.certificate.pem.decode(),
+        "certificate_expires": done.certificate.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "ca_certificate": config.pki.ca_pem().decode(),
+        "broker": {"host": config.broker_host, "port": config.broker_port},
+        "central_public_key": config.central_public_key,
+        "topic_prefix": config.topic_prefix,
+        "agent_config": agent,
+    }
+
+
+def _update_broker(store: Store, config: EnrolmentConfig) -> None:
+    """Give the new kiosk its topics in the broker's ACL; without this it could connect but not publish."""
+    if config.broker_dir is None:
+        return
+    files = BrokerFiles(config.broker_dir)
+    if not have_broker_config(files):
+        log.warning("no broker configuration in %s: run `hall central broker-config`", files.dir)
+        return
+    try:
+        refresh(store, config.pki, files, prefix=config.topic_prefix)
+        reload_broker(files)
+    except (BrokerConfigError, OSError) as exc:
+        # The device is enrolled; staff must reload the broker by hand. Say so loudly.
+        log.error("enrolled, but the broker's ACL could not be updated: %s", exc)
+
+
+@router.post("")
+async def enrol(request: Request) -> dict[str, Any]:
+    """Redeem a token: register the device in the token's hall and return its certificate and configuration."""
+    config: EnrolmentConfig | None = getattr(request.app.state, "enrolment", None)
+    if config is None:
+        raise HTTPException(503, detail="enrolment is not configured on this central (no broker address or CA)")
+    raw = await request.body()
+    # Signing and SQLite writes block: keep them off the event loop.
+    return await run_in_threadpool(_enrol, request.app.state.store, config, raw)

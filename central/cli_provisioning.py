@@ -1,0 +1,152 @@
+"""Click commands for `hall central`: enrolment tokens, revocation, the broker's TLS configuration.
+
+``token`` (a group: create, list), ``device_revoke`` and ``broker_config`` are
+attached under ``hall central`` by hall/cmd_central.py. Settings come from
+``HALL_CENTRAL_*``; the broker's files live in ``<data_dir>/broker`` unless
+``--broker-dir``/``--out`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from contract.errors import HallError
+
+F = TypeVar("F", bound=Callable[..., Any])
+BROKER_DIR = "broker"
+
+
+def _settings() -> Any:
+    from .settings import CentralSettings
+
+    try:
+        return CentralSettings()
+    except ValidationError as exc:
+        raise click.ClickException(f"bad HALL_CENTRAL_* setting: {exc}") from None
+
+
+def _errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HallError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def default_broker_dir(settings: Any) -> Path:
+    return Path(settings.data_dir) / BROKER_DIR
+
+
+@click.group()
+def token() -> None:
+    """One-time enrolment tokens for kiosks."""
+
+
+@token.command("create")
+@click.option("--hall", required=True, help="Hall the kiosk will stand in (must exist).")
+@click.option("--ttl", default="24h", show_default=True, help="How long the token may be used: 90m, 24h, 7d (at most 30d).")
+@_errors
+def token_create(hall: str, ttl: str) -> None:
+    """Make a one-time token; it is printed once and stored only as a hash."""
+    from .enrol_tokens import create_token, parse_ttl
+    from .pki import CentralPki
+    from .store import open_store
+
+    settings = _settings()
+    with open_store(settings.data_dir) as store:
+        issued = create_token(store, hall, parse_ttl(ttl))
+    pki = CentralPki.for_data_dir(settings.data_dir)
+    pki.ensure_ca()
+    click.echo(issued.token)
+    click.echo(f"one-time enrolment token for hall {issued.hall}, valid until {issued.expires_at}; "
+               "it is shown only now", err=True)
+    click.echo(f"on the kiosk: hall provision enroll --central URL --token {issued.token} "
+               f"--ca-fingerprint {pki.ca_fingerprint()}", err=True)
+
+
+@token.command("list")
+@_errors
+def token_list() -> None:
+    """List tokens (never their secret): id, hall, created, expires, used."""
+    from .enrol_tokens import list_tokens
+    from .store import open_store
+
+    with open_store(_settings().data_dir) as store:
+        for t in list_tokens(store):
+            used = f"used {t['used_at']} by {t['used_by']}" if t["used_at"] else "unused"
+            click.echo(f"{t['id']}\t{t['hall']}\tcreated {t['created_at']}\texpires {t['expires_at']}\t{used}")
+
+
+@click.command("revoke")
+@click.argument("device_id")
+@click.option("--broker-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The broker's files from `broker-config` (default: <data_dir>/broker).")
+@_errors
+def device_revoke(device_id: str, broker_dir: Path | None) -> None:
+    """Revoke a kiosk: its records are refused, its certificate is listed in the CRL, its topics leave the
+    broker's ACL, and a running broker (pid file) reloads both."""
+    from . import registry
+    from .broker_config import BrokerFiles, have_broker_config, refresh, reload_broker
+    from .pki import CentralPki
+    from .store import open_store
+
+    settings = _settings()
+    files = BrokerFiles(broker_dir or default_broker_dir(settings))
+    with open_store(settings.data_dir) as store:
+        registry.revoke_device(store, device_id)
+        click.echo(f"revoked {device_id}")
+        if not have_broker_config(files):
+            click.echo(f"no broker configuration in {files.dir}: CRL and ACL not written "
+                       "(run `hall central broker-config` if the broker uses TLS)", err=True)
+            return
+        refresh(store, CentralPki.for_data_dir(settings.data_dir), files, prefix=settings.topic_prefix)
+    click.echo(f"CRL and ACL rewritten in {files.dir}")
+    pid = reload_broker(files)
+    if pid is None:
+        click.echo(f"no running broker found from {files.pid}: reload it yourself (systemctl reload mosquitto)", err=True)
+    else:
+        click.echo(f"broker (pid {pid}) told to reload: the kiosk can no longer connect or publish")
+
+
+@click.command("broker-config")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory for mosquitto.conf, the ACL, certificates and CRL (default: <data_dir>/broker).")
+@click.option("--port", default=8883, show_default=True, help="TLS port of the listener.")
+@click.option("--bind", default=None, help="Address to listen on (default: all).")
+@click.option("--host", "hosts", multiple=True, help="Name or address kiosks use to reach the broker (repeat); "
+              "127.0.0.1 and localhost are always in the certificate.")
+@click.option("--user", default=None, help="User the broker runs as after start (default: mosquitto's own choice).")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Broker log file (default: syslog).")
+@_errors
+def broker_config(out_dir: Path | None, port: int, bind: str | None, hosts: tuple[str, ...], user: str | None,
+                  log_file: Path | None) -> None:
+    """Write Mosquitto's TLS configuration: listener with client certificates, per-device ACL, CRL.
+
+    Run `mosquitto -c DIR/mosquitto.conf`. Central connects with DIR's sibling pki/central.crt (CN central).
+    """
+    from .broker_config import reload_broker, write_broker_config
+    from .pki import CentralPki
+    from .store import open_store
+
+    settings = _settings()
+    pki = CentralPki.for_data_dir(settings.data_dir)
+    with open_store(settings.data_dir) as store:
+        files = write_broker_config(store, pki, out_dir or default_broker_dir(settings), prefix=settings.topic_prefix,
+                                    port=port, bind=bind, hosts=hosts, user=user, log_file=log_file)
+    cert, key = pki.ensure_central_certificate()
+    click.echo(f"broker configuration written: {files.conf}")
+    click.echo(f"  start it with: mosquitto -c {files.conf}")
+    click.echo(f"  central's client certificate: {cert} (key {key}), CA {pki.ca_cert_path}")
+    click.echo(f"  CA fingerprint: {pki.ca_fingerprint()}")
+    pid = reload_broker(files)
+    if pid is not None:
+        click.echo(f"  running broker (pid {pid}) told to reload (a new --port or --bind needs a restart)")

@@ -1,0 +1,173 @@
+"""Enrolment over real HTTP against central's app (uvicorn), with a real TLS Mosquitto and the simulated hardware."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from central import registry
+from edge_agent.identity import DeviceIdentity
+from hall.cmd_provision import provision
+from hardware.camera import show_face
+from hardware.pn532_sim import SimulatedPn532
+from hardware.serial_ports import open_pty_pair
+from provisioning import AlreadyEnrolled, EnrolRefused
+from provisioning.enrol import build_csr, make_tls_key, proof_of_possession, read_env_file
+
+from . import Rig
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    r = Rig(tmp_path_factory.mktemp("rig")).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def twins(tmp_path):
+    """A PN532 twin on a pty, a camera stage holding a picture, a synced-clock flag: what a good kiosk has."""
+    master, reader_path = open_pty_pair()
+    chip = SimulatedPn532(fd=master)
+    chip.start()
+    picture = tmp_path / "face.png"
+    img = np.full((240, 320, 3), 200, np.uint8)
+    cv2.circle(img, (160, 120), 60, (40, 80, 160), -1)
+    cv2.imwrite(str(picture), img)
+    stage = tmp_path / "stage.jpg"
+    show_face(stage, picture)
+    flag = tmp_path / "synchronized"
+    flag.touch()
+    yield {"reader": reader_path, "stage": stage, "sync_flag": flag}
+    chip.stop()
+    os.close(master)
+
+
+def _env(data_dir: Path, twins: dict, **over: str) -> dict[str, str]:
+    env = {
+        "HALL_AGENT_DATA_DIR": str(data_dir),
+        "HALL_AGENT_CAMERA": f"still:{twins['stage']}",
+        "HALL_AGENT_CARD_READER": twins["reader"],
+        "HALL_AGENT_MOCK_GPIO": "true",
+    }
+    env.update(over)
+    return env
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_one_command_enrols_writes_private_files_and_passes_selftest(rig, twins, tmp_path):
+    data = tmp_path / "kiosk"
+    token = rig.token()
+    result = CliRunner().invoke(
+        provision, ["enroll", "--central", rig.central.url, "--token", token, "--sync-flag", str(twins["sync_flag"]),
+                    "--ca-fingerprint", rig.pki.ca_fingerprint()],
+        env=_env(data, twins), catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    device = DeviceIdentity(data).device_id
+    assert f"enrolled kiosk {device} in hall H1" in result.output
+    assert "all checks passed" in result.output
+    assert f"connected to 127.0.0.1:{rig.broker.port} over TLS as {device}" in result.output
+    for secret in ("device.key", "storage.key", "tls.key", "agent.env"):
+        assert _mode(data / secret) == 0o600, secret
+    env = read_env_file(data / "agent.env")
+    assert env["HALL_AGENT_HALL"] == "H1"
+    assert env["HALL_AGENT_MQTT_PORT"] == str(rig.broker.port)
+    assert env["HALL_AGENT_MQTT_TLS_CERT"] == str(data.resolve() / "tls.crt")
+    assert env["HALL_AGENT_CENTRAL_PUBLIC_KEY"] and env["HALL_AGENT_TOPIC_PREFIX"] == "hall/v1"
+    cert = x509.load_pem_x509_certificate((data / "tls.crt").read_bytes())
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == device
+    assert registry.get_device(rig.store, device)["hall"] == "H1"
+    used = rig.store.row("SELECT used_by FROM enrol_tokens WHERE used_at IS NOT NULL AND used_by = ?", [device])
+    assert used is not None
+    # The private keys never travelled: central holds only the public key and the certificate.
+    assert (data / "tls.key").read_text() not in json.dumps(rig.store.rows("SELECT * FROM device_certificates"))
+
+
+def test_reused_token_is_refused_with_a_reason_staff_can_see(rig, tmp_path):
+    token = rig.token()
+    first = rig.enrol("first", token=token)
+    with pytest.raises(EnrolRefused) as refused:
+        rig.enrol("second", token=token)
+    assert refused.value.status == 403
+    assert "already used" in refused.value.reason and first.device in refused.value.reason
+    assert not (tmp_path.parent / "second" / "agent.env").exists()
+    second = DeviceIdentity(rig.root / "second").device_id
+    assert registry.get_device(rig.store, second) is None
+    kept = rig.rejections(second)
+    assert kept and "already used" in kept[-1]["reason"]
+    assert token not in kept[-1]["payload"]  # the secret is not copied into the rejections table
+
+
+def test_expired_token_is_refused(rig):
+    token = rig.token(ttl_s=3600, now=datetime.now(timezone.utc) - timedelta(hours=2))
+    with pytest.raises(EnrolRefused, match="expired"):
+        rig.enrol("late", token=token)
+    assert "expired" in rig.rejections(DeviceIdentity(rig.root / "late").device_id)[-1]["reason"]
+    with pytest.raises(EnrolRefused, match="unknown enrolment token"):
+        rig.enrol("late", token="not-a-token-anyone-issued")
+
+
+def test_csr_for_another_device_is_refused_and_the_token_survives(rig, tmp_path):
+    victim = rig.enrol("victim")
+    attacker = DeviceIdentity(tmp_path / "attacker")
+    token = rig.token()
+    key = make_tls_key()
+    # 1. the attacker's own key, but a CSR naming the victim's device id
+    csr = build_csr(key, victim.device)
+    body = {"token": token, "public_key": attacker.public_key, "csr": csr, "proof": proof_of_possession(attacker, csr)}
+    resp = httpx.post(rig.central.url + "/enrol", json=body)
+    assert resp.status_code == 400
+    assert f"the certificate request is for '{victim.device}', but the submitted key is device {attacker.device_id}" in resp.json()["detail"]
+    # 2. the victim's public key, without the victim's private key to sign the proof
+    body = {**body, "public_key": DeviceIdentity(rig.root / "victim").public_key}
+    resp = httpx.post(rig.central.url + "/enrol", json=body)
+    assert resp.status_code == 400 and "proof of possession" in resp.json()["detail"]
+    reasons = [r["reason"] for r in rig.rejections()]
+    assert any("the certificate request is for" in r for r in reasons) and any("proof of possession" in r for r in reasons)
+    assert registry.get_device(rig.store, attacker.device_id) is None
+    # A refused attempt does not burn the token: the technician can still use it.
+    assert rig.enrol("honest", token=token).hall == "H1"
+
+
+def test_re_enrolment_needs_force(rig, twins, tmp_path):
+    first = rig.enrol("again")
+    cert_before = first.tls.cert.read_bytes()
+    result = CliRunner().invoke(provision, ["enroll", "--central", rig.central.url, "--token", rig.token(), "--skip-selftest"],
+                                env=_env(rig.root / "again", twins))
+    assert result.exit_code == 1
+    assert "already enrolled" in result.output and "--force" in result.output
+    assert first.tls.cert.read_bytes() == cert_before
+    with pytest.raises(AlreadyEnrolled):
+        rig.enrol("again")
+    second = rig.enrol("again", force=True)
+    assert second.device == first.device  # the device key, and so the id and the outbox chain, stay
+    assert second.tls.cert.read_bytes() != cert_before
+
+
+def test_malformed_request_is_refused_and_kept(rig):
+    resp = httpx.post(rig.central.url + "/enrol", content=b'{"token": 5}', headers={"content-type": "application/json"})
+    assert resp.status_code == 422 and "malformed enrolment request" in resp.json()["detail"]
+    assert "malformed" in rig.rejections()[-1]["reason"]
+
+
+def test_wrong_ca_fingerprint_writes_nothing(rig):
+    from provisioning import ProvisioningError
+
+    with pytest.raises(ProvisioningError, match="does not match the fingerprint"):
+        rig.enrol("pinned", ca_fingerprint="AA:" * 31 + "AA")
+    assert not (rig.root / "pinned" / "agent.env").exists() and not (rig.root / "pinned" / "tls.key").exists()
