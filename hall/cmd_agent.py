@@ -21,10 +21,11 @@ def run(log_level: str) -> None:
     """Run the kiosk: readers, camera, face worker, outbox, uplink and the kiosk page."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from edge_agent.service import Agent, NotEnrolled
-    from edge_agent.settings import AgentSettings
+    from provisioning.enrol import load_agent_settings
 
     try:
-        agent_ = Agent(AgentSettings())
+        # HALL_AGENT_* variables, over what enrolment wrote into <data_dir>/agent.env
+        agent_ = Agent(load_agent_settings())
     except NotEnrolled as exc:
         click.echo(f"hall agent: {exc}", err=True)
         sys.exit(2)
