@@ -1,7 +1,8 @@
 """Click commands for `hall central`: enrolment tokens, revocation, the broker's TLS configuration.
 
-``token`` (a group: create, list), ``device_revoke`` and ``broker_config`` are
-attached under ``hall central`` by hall/cmd_central.py. Settings come from
+``token`` (a group: create, list) and ``broker_config`` are
+attached under ``hall central`` by hall/cmd_central.py, whose ``device revoke``
+calls ``revoke_at_broker``. Settings come from
 ``HALL_CENTRAL_*``; the broker's files live in ``<data_dir>/broker`` unless
 ``--broker-dir``/``--out`` says otherwise.
 """
@@ -86,28 +87,19 @@ def token_list() -> None:
             click.echo(f"{t['id']}\t{t['hall']}\tcreated {t['created_at']}\texpires {t['expires_at']}\t{used}")
 
 
-@click.command("revoke")
-@click.argument("device_id")
-@click.option("--broker-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The broker's files from `broker-config` (default: <data_dir>/broker).")
-@_errors
-def device_revoke(device_id: str, broker_dir: Path | None) -> None:
-    """Revoke a kiosk: its records are refused, its certificate is listed in the CRL, its topics leave the
-    broker's ACL, and a running broker (pid file) reloads both."""
-    from . import registry
+def revoke_at_broker(broker_dir: Path | None) -> None:
+    """After a revocation: rewrite the CRL and ACL, and make a running TLS broker (pid file) reload both."""
     from .broker_config import BrokerFiles, have_broker_config, refresh, reload_broker
     from .pki import CentralPki
     from .store import open_store
 
     settings = _settings()
     files = BrokerFiles(broker_dir or default_broker_dir(settings))
+    if not have_broker_config(files):
+        click.echo(f"no broker configuration in {files.dir}: CRL and ACL not written "
+                   "(run `hall central broker-config` if the broker uses TLS)", err=True)
+        return
     with open_store(settings.data_dir) as store:
-        registry.revoke_device(store, device_id)
-        click.echo(f"revoked {device_id}")
-        if not have_broker_config(files):
-            click.echo(f"no broker configuration in {files.dir}: CRL and ACL not written "
-                       "(run `hall central broker-config` if the broker uses TLS)", err=True)
-            return
         refresh(store, CentralPki.for_data_dir(settings.data_dir), files, prefix=settings.topic_prefix)
     click.echo(f"CRL and ACL rewritten in {files.dir}")
     pid = reload_broker(files)

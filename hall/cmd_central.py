@@ -220,29 +220,9 @@ def device_revoke(device_id: str, broker_dir: Path | None) -> None:
         registry.revoke_device(store, device_id)
         _audit(store, "device.revoke", {"device": device_id})
     click.echo(f"revoked {device_id}")
-    _revoke_at_broker(broker_dir)
+    from central.cli_provisioning import revoke_at_broker
 
-
-def _revoke_at_broker(broker_dir: Path | None) -> None:
-    """Rewrite the CRL and ACL and make a running TLS broker reload them."""
-    from central.broker_config import BrokerFiles, have_broker_config, refresh, reload_broker
-    from central.cli_provisioning import _settings, default_broker_dir
-    from central.pki import CentralPki
-    from central.store import open_store
-
-    settings = _settings()
-    files = BrokerFiles(broker_dir or default_broker_dir(settings))
-    if not have_broker_config(files):
-        click.echo(f"no broker configuration in {files.dir}: CRL and ACL not written "
-                   "(run `hall central broker-config` if the broker uses TLS)", err=True)
-        return
-    with open_store(settings.data_dir) as store:
-        refresh(store, CentralPki.for_data_dir(settings.data_dir), files, prefix=settings.topic_prefix)
-    pid = reload_broker(files)
-    if pid is None:
-        click.echo(f"CRL and ACL rewritten in {files.dir}; no running broker found: reload it (systemctl reload mosquitto)", err=True)
-    else:
-        click.echo(f"CRL and ACL rewritten; broker (pid {pid}) reloaded: the kiosk can no longer connect or publish")
+    revoke_at_broker(broker_dir)
 
 
 @central.command("hall")

@@ -7,7 +7,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from central.cli_provisioning import device_revoke
+from hall.cmd_central import device_revoke
 from contract import Topics
 
 from . import Rig, close, mqtt_client, wait_for
