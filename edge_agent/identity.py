@@ -18,15 +18,19 @@ SIGNING_KEY_FILE = "device.key"
 STORAGE_KEY_FILE = "storage.key"
 
 
-def _write_secret(path: Path, data: bytes) -> None:
+def write_file_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` with ``mode`` from the first byte (keys are never briefly world-readable),
+    fsync, then rename into place, so a power cut leaves the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
+        os.fchmod(fd, mode)  # O_CREAT's mode is masked by the umask, and ignored for an existing tmp
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(path.with_suffix(".tmp"), path)
+    os.replace(tmp, path)
 
 
 def _load_or_create(path: Path, size: int) -> bytes:
@@ -38,7 +42,7 @@ def _load_or_create(path: Path, size: int) -> bytes:
             os.chmod(path, 0o600)
         return data
     data = nacl.utils.random(size)
-    _write_secret(path, data)
+    write_file_atomically(path, data)
     return data
 
 

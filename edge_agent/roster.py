@@ -9,7 +9,6 @@ members. A bundle older than the one held is refused: no rollback.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from contract.errors import ContractError
 
 from .clock import parse_iso
 from .errors import BundleRejected
+from .identity import write_file_atomically
 
 log = logging.getLogger("edge_agent.roster")
 
@@ -71,10 +71,7 @@ class Roster:
             if self.bundle and bundle.version == self.bundle.version:
                 return self.bundle
             if persist:
-                tmp = self._path.with_suffix(".tmp")
-                tmp.write_bytes(self._box.encrypt(payload))
-                os.chmod(tmp, 0o600)
-                os.replace(tmp, self._path)
+                write_file_atomically(self._path, self._box.encrypt(payload))
             self.bundle, self._templates = bundle, templates
             self._by_card = {uid.upper(): m for m in bundle.members for uid in m.cards}
             self._by_cccd = {m.cccd: m for m in bundle.members if m.cccd}

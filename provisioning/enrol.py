@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
 from contract import sign_object
-from edge_agent.identity import DeviceIdentity
+from edge_agent.identity import DeviceIdentity, write_file_atomically
 from edge_agent.settings import AgentSettings
 
 from . import CA_CERT_FILE, ENV_FILE, TLS_CERT_FILE, TLS_KEY_FILE, AlreadyEnrolled, EnrolRefused, ProvisioningError
@@ -83,20 +83,7 @@ def write_env_file(path: Path, values: Mapping[str, str], header: str = "") -> N
         if not SAFE_VALUE.match(value):
             raise ProvisioningError(f"refusing to write {key}: its value holds quotes, $, backslashes or control characters")
         lines.append(f"{key}={value}")
-    _write(Path(path), ("\n".join(lines) + "\n").encode(), 0o600)
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_file_atomically(Path(path), ("\n".join(lines) + "\n").encode(), 0o600)
 
 
 def default_data_dir() -> Path:
@@ -256,9 +243,9 @@ def enroll(
     tls = TlsPaths(data / CA_CERT_FILE, data / TLS_CERT_FILE, data / TLS_KEY_FILE)
     values, skipped = _agent_values(answer, data, tls)
     pem = serialization.Encoding.PEM
-    _write(tls.key, key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), 0o600)
-    _write(tls.cert, cert.public_bytes(pem), 0o644)
-    _write(tls.ca, ca.public_bytes(pem), 0o644)
+    write_file_atomically(tls.key, key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), 0o600)
+    write_file_atomically(tls.cert, cert.public_bytes(pem), 0o644)
+    write_file_atomically(tls.ca, ca.public_bytes(pem), 0o644)
     write_env_file(env_file, values, header=f"Written by `hall provision enroll` from {central_url}.\n"
                                             f"Device {identity.device_id}; edit with care.")
     broker = answer.get("broker") or {}
