@@ -27,7 +27,6 @@ import argparse
 import json
 import multiprocessing as mp
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,6 +60,7 @@ from contract import (  # noqa: E402
     verify_key_from_text,
 )
 from contract.keys import b64d  # noqa: E402
+from hall.processes import free_port, wait_port  # noqa: E402
 
 STAFF_TOKEN = "bench-staff-token-0123456789"
 
@@ -124,23 +124,6 @@ def bench_cpu(keys_: list[SigningKey], messages: list[tuple[str, bytes]], work: 
     return rate, counts
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"mosquitto did not listen on {port}")
-
-
 def _publisher(port: int, per_device: list[list[tuple[str, bytes]]], go: mp.Event, done: mp.Queue) -> None:
     """One MQTT client per device, as kiosks are; all publish at once."""
     clients = []
@@ -174,7 +157,7 @@ def bench_e2e(keys_: list[SigningKey], messages: list[tuple[str, bytes]], work: 
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     broker_dir = work / "broker"
     broker_dir.mkdir()
-    port = _free_port()
+    port = free_port()
     conf = broker_dir / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {broker_dir}/\n"
@@ -183,7 +166,7 @@ def bench_e2e(keys_: list[SigningKey], messages: list[tuple[str, bytes]], work: 
     )
     broker = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_port(port)
+        wait_port(port, timeout=10)
         settings = CentralSettings(data_dir=work / "e2e", mqtt_port=port, staff_token=STAFF_TOKEN, bundle_check_s=5.0)
         store = Store(settings.data_dir / "central.db")
         _register(store, keys_)

@@ -4,32 +4,27 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from hall.processes import free_port, mosquitto_config, wait_port  # noqa: F401  (re-exported to the tests)
+
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition", every: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def _require(what: str, found: bool, hint: str) -> None:
@@ -54,15 +49,8 @@ class Broker:
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.port = free_port()
-        self.conf = workdir / "mosquitto.conf"
+        self.conf = mosquitto_config(workdir, self.port)
         self.log = workdir / "mosquitto.log"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            f"persistence true\npersistence_location {workdir}/\n"
-            f"log_dest file {self.log}\n"
-            "max_queued_messages 0\n"
-        )
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:

@@ -8,25 +8,14 @@ import os
 import secrets
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from tests.conftest import IN_CI, Broker, free_port, wait_port
+from tests.conftest import IN_CI, Broker, free_port, wait_for, wait_port  # noqa: F401  (wait_for: for the tests)
 
 CHROMIUM = os.environ.get("HALL_CHROMIUM", "/usr/bin/chromium")
-
-
-def wait_for(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import threading
-import time
 from datetime import datetime, timezone
 
 import paho.mqtt.client as mqtt
@@ -22,6 +22,7 @@ from contract import (
 )
 from edge_agent.outbox import Outbox
 from edge_agent.uplink import Uplink
+from tests.conftest import wait_for
 
 PROOF = Proof(card_kind="member_card", face_distance=0.3, face_threshold=0.5)
 TIME = DeviceTime(wall="2026-11-25T01:00:00.000Z", synced=True, boot_id="b", monotonic=1.0)
@@ -60,13 +61,7 @@ class FakeCentral:
         self.client.disconnect()
 
 
-def wait_for(predicate, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+wait_for = functools.partial(wait_for, timeout=15.0)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ Every part can be killed (SIGKILL) and started again on the same port and files.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -14,13 +15,13 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from contract import GENESIS_HASH, parse_record, sha256_hex, verify_key_from_text, verify_record
 from edge_agent.identity import DeviceIdentity
 from hall.processes import Child, free_port, mosquitto_binary, mosquitto_config, wait_port
+from tests.conftest import wait_for
 
 from .kiosk_driver import card_of
 
@@ -28,14 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HALL = str(Path(sys.executable).with_name("hall"))
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition", every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+# the fault cases involve restarts: longer waits, polled less often
+wait_for = functools.partial(wait_for, timeout=60.0, every=0.1)
 
 
 class Driver:
@@ -177,7 +172,8 @@ class Harness:
 
     def wait_complete(self, timeout: float = 120.0) -> None:
         try:
-            wait_for(lambda: self.progressing() and self.stored() >= self.members and self.outbox_depth() == 0, timeout, "completion")
+            wait_for(lambda: self.progressing() and self.stored() >= self.members and self.outbox_depth() == 0,
+                     timeout=timeout, what="completion")
         except AssertionError:
             raise AssertionError(f"after {timeout:.0f}s central holds {self.stored()} of {self.members} records "
                                  f"and the outbox {self.outbox_depth()}; driver said {self.driver.events[-3:] if self.driver else None}") from None
