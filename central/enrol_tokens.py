@@ -37,12 +37,6 @@ PROOF_PURPOSE = "hall-enrol-v1"
 TTL_RE = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 TTL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS enrol_tokens (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, token_sha256 TEXT NOT NULL UNIQUE, hall TEXT NOT NULL REFERENCES halls(id),
-    created_at TEXT NOT NULL, expires_at TEXT NOT NULL, used_at TEXT, used_by TEXT)
-"""
-
 
 class EnrolRefused(CentralError, PermissionError):
     """A kiosk's enrolment is refused; ``reason`` says why in words staff and technicians understand."""
@@ -50,11 +44,6 @@ class EnrolRefused(CentralError, PermissionError):
     def __init__(self, reason: str, *, status: int = 403, device: str | None = None):
         super().__init__(reason)
         self.reason, self.status, self.device = reason, status, device
-
-
-def ensure_schema(store: Store) -> None:
-    with store.transaction() as db:
-        db.execute(SCHEMA)
 
 
 def token_hash(token: str) -> str:
@@ -92,7 +81,6 @@ def create_token(store: Store, hall: str, ttl: timedelta = DEFAULT_TTL, *, now: 
     hall = registry.check_id("hall", hall)
     if ttl <= timedelta(0) or ttl > MAX_TTL:
         raise RegistryError(f"a token lives more than 0 and at most {MAX_TTL.days} days")
-    ensure_schema(store)
     if store.scalar("SELECT 1 FROM halls WHERE id = ?", [hall]) is None:
         raise RegistryError(f"no hall {hall!r}: add it first with `hall central hall {hall} --name ...`")
     token = secrets.token_urlsafe(TOKEN_BYTES)
@@ -108,13 +96,11 @@ def create_token(store: Store, hall: str, ttl: timedelta = DEFAULT_TTL, *, now: 
 
 def list_tokens(store: Store) -> list[dict[str, Any]]:
     """Tokens without their secret: id, hall, created, expires, used (when, by which device)."""
-    ensure_schema(store)
     return store.rows("SELECT id, hall, created_at, expires_at, used_at, used_by FROM enrol_tokens ORDER BY id")
 
 
 def check_token(store: Store, token: str, *, now: datetime | None = None) -> dict[str, Any]:
     """The token's row if it may be redeemed now; EnrolRefused (unknown, used, expired) otherwise."""
-    ensure_schema(store)
     row = store.row("SELECT * FROM enrol_tokens WHERE token_sha256 = ?", [token_hash(token or "")])
     if row is None:
         raise EnrolRefused("unknown enrolment token (mistyped, or never issued by this central)")

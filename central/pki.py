@@ -48,27 +48,12 @@ CRL_DAYS = 10 * 365
 CLOCK_SKEW = timedelta(minutes=5)  # a kiosk whose clock is slightly behind must still accept new certificates
 LOCAL_HOSTS = ("localhost", "127.0.0.1")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS device_certificates (
-    serial TEXT PRIMARY KEY, device TEXT NOT NULL REFERENCES devices(id),
-    issued_at TEXT NOT NULL, not_after TEXT NOT NULL, certificate TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS device_certificates_device ON device_certificates(device)
-"""
-
-
 class PkiError(CentralError, ValueError):
     """A certificate request is refused or a PKI file is unusable."""
 
 
 class CsrRefused(PkiError):
     """A kiosk's certificate signing request does not name the submitted device or is malformed."""
-
-
-def ensure_schema(store: Store) -> None:
-    with store.transaction() as db:
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                db.execute(statement)
 
 
 def fingerprint(cert_pem: bytes) -> str:
@@ -263,7 +248,6 @@ class CentralPki:
         cert = self._issue(device_id, csr.public_key(), days=days, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
         pem = cert.public_bytes(serialization.Encoding.PEM)
         serial = format(cert.serial_number, "x")
-        ensure_schema(store)
         with store.transaction() as db:
             db.execute(
                 "INSERT INTO device_certificates (serial, device, issued_at, not_after, certificate) VALUES (?, ?, ?, ?, ?)",
@@ -275,7 +259,6 @@ class CentralPki:
 
     def revoked_serials(self, store: Store) -> list[tuple[int, datetime]]:
         """(serial, revocation time) of every certificate issued to a revoked device."""
-        ensure_schema(store)
         out = []
         for r in store.rows(
             "SELECT c.serial, d.revoked_at FROM device_certificates c JOIN devices d ON d.id = c.device "

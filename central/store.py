@@ -139,6 +139,27 @@ def m003_staff_accounts(db: Database) -> None:
     """)
 
 
+@migrations()
+def m004_enrolment_tables(db: Database) -> None:
+    """Kiosk certificates (central/pki.py) and one-time enrolment tokens (central/enrol_tokens.py).
+
+    IF NOT EXISTS: older code made both tables at call time, so a database may hold them already.
+    ``revoked_at`` marks a certificate replaced by re-enrolment (the device itself stays registered).
+    """
+    _run(db, """
+    CREATE TABLE IF NOT EXISTS device_certificates (
+        serial TEXT PRIMARY KEY, device TEXT NOT NULL REFERENCES devices(id),
+        issued_at TEXT NOT NULL, not_after TEXT NOT NULL, certificate TEXT NOT NULL, revoked_at TEXT);
+    CREATE INDEX IF NOT EXISTS device_certificates_device ON device_certificates(device);
+    CREATE TABLE IF NOT EXISTS enrol_tokens (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, token_sha256 TEXT NOT NULL UNIQUE, hall TEXT NOT NULL REFERENCES halls(id),
+        created_at TEXT NOT NULL, expires_at TEXT NOT NULL, used_at TEXT, used_by TEXT)
+    """)
+    columns = {row[1] for row in db.conn.execute("PRAGMA table_info(device_certificates)")}
+    if "revoked_at" not in columns:
+        db.execute("ALTER TABLE device_certificates ADD COLUMN revoked_at TEXT")
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

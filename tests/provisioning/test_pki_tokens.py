@@ -146,3 +146,39 @@ def test_rewriting_the_config_keeps_the_ca(central, tmp_path):
     before = pki.ca_pem()
     write_broker_config(store, pki, tmp_path / "b")
     assert pki.ca_pem() == before == (tmp_path / "b" / "ca.crt").read_bytes()
+
+
+def test_enrolment_tables_come_from_the_numbered_migrations(tmp_path):
+    import sqlite3
+
+    fresh = Store(tmp_path / "fresh" / "central.db")
+    try:
+        tables = {r["name"] for r in fresh.rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        # Present before any token or certificate code has run: a reader (the dashboard, a backup script) finds them.
+        assert {"device_certificates", "enrol_tokens"} <= tables
+        applied = {r["name"] for r in fresh.rows("SELECT name FROM _sqlite_migrations")}
+        assert "m004_enrolment_tables" in applied
+    finally:
+        fresh.close()
+    # A database from before the migration, whose tables were made at call time, keeps its rows.
+    old_path = tmp_path / "old" / "central.db"
+    Store(old_path).close()
+    db = sqlite3.connect(old_path)
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm004_enrolment_tables'")
+    db.execute("DROP TABLE IF EXISTS device_certificates")
+    db.execute("DROP TABLE IF EXISTS enrol_tokens")
+    db.execute("CREATE TABLE device_certificates (serial TEXT PRIMARY KEY, device TEXT NOT NULL REFERENCES devices(id), "
+               "issued_at TEXT NOT NULL, not_after TEXT NOT NULL, certificate TEXT NOT NULL)")
+    db.execute("CREATE TABLE enrol_tokens (id INTEGER PRIMARY KEY AUTOINCREMENT, token_sha256 TEXT NOT NULL UNIQUE, "
+               "hall TEXT NOT NULL REFERENCES halls(id), created_at TEXT NOT NULL, expires_at TEXT NOT NULL, used_at TEXT, used_by TEXT)")
+    db.execute("INSERT INTO halls (id, name, created_at) VALUES ('H1', 'H1', '2024-01-01T00:00:00Z')")
+    db.execute("INSERT INTO enrol_tokens (token_sha256, hall, created_at, expires_at) VALUES ('abc', 'H1', 'x', 'y')")
+    db.commit()
+    db.close()
+    upgraded = Store(old_path)
+    try:
+        assert upgraded.scalar("SELECT token_sha256 FROM enrol_tokens") == "abc"
+        columns = {r["name"] for r in upgraded.rows("PRAGMA table_info(device_certificates)")}
+        assert "revoked_at" in columns
+    finally:
+        upgraded.close()
