@@ -244,11 +244,17 @@ class CentralPki:
 
     def sign_device_csr(self, store: Store, csr: x509.CertificateSigningRequest, device_id: str,
                         *, days: int = DEVICE_DAYS) -> IssuedCertificate:
-        """Issue a kiosk's client certificate (CN = device id) and record it, in the caller's transaction."""
+        """Issue a kiosk's client certificate (CN = device id) and record it, in the caller's transaction.
+
+        The device's earlier certificates are revoked: after re-enrolment only the new TLS key gets in,
+        so a copy of the old key (from a swapped or cloned SD card) is worthless once the CRL is out.
+        """
         cert = self._issue(device_id, csr.public_key(), days=days, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
         pem = cert.public_bytes(serialization.Encoding.PEM)
         serial = format(cert.serial_number, "x")
         with store.transaction() as db:
+            db.execute("UPDATE device_certificates SET revoked_at = ? WHERE device = ? AND revoked_at IS NULL",
+                       [utc_now(), device_id])
             db.execute(
                 "INSERT INTO device_certificates (serial, device, issued_at, not_after, certificate) VALUES (?, ?, ?, ?, ?)",
                 [serial, device_id, utc_now(), cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"), pem.decode()],
@@ -258,11 +264,12 @@ class CentralPki:
     # -- revocation ----------------------------------------------------------------------
 
     def revoked_serials(self, store: Store) -> list[tuple[int, datetime]]:
-        """(serial, revocation time) of every certificate issued to a revoked device."""
+        """(serial, revocation time) of every certificate issued to a revoked device or replaced by re-enrolment."""
         out = []
         for r in store.rows(
-            "SELECT c.serial, d.revoked_at FROM device_certificates c JOIN devices d ON d.id = c.device "
-            "WHERE d.revoked_at IS NOT NULL ORDER BY c.serial"
+            "SELECT c.serial, COALESCE(c.revoked_at, d.revoked_at) AS revoked_at "
+            "FROM device_certificates c JOIN devices d ON d.id = c.device "
+            "WHERE c.revoked_at IS NOT NULL OR d.revoked_at IS NOT NULL ORDER BY c.serial"
         ):
             when = datetime.fromisoformat(r["revoked_at"].replace("Z", "+00:00"))
             out.append((int(r["serial"], 16), when))

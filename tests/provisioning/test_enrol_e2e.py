@@ -171,3 +171,38 @@ def test_wrong_ca_fingerprint_writes_nothing(rig):
     with pytest.raises(ProvisioningError, match="does not match the fingerprint"):
         rig.enrol("pinned", ca_fingerprint="AA:" * 31 + "AA")
     assert not (rig.root / "pinned" / "agent.env").exists() and not (rig.root / "pinned" / "tls.key").exists()
+
+
+def test_re_enrolment_revokes_the_previous_certificate(rig, tmp_path):
+    from . import close, mqtt_client, wait_for
+
+    first = rig.enrol("renewed")
+    old_cert, old_key = tmp_path / "old.crt", tmp_path / "old.key"
+    old_cert.write_bytes(first.tls.cert.read_bytes())
+    old_key.write_bytes(first.tls.key.read_bytes())
+    old_serial = x509.load_pem_x509_certificate(old_cert.read_bytes()).serial_number
+    second = rig.enrol("renewed", force=True)
+    crl = x509.load_pem_x509_crl(rig.broker.files.crl.read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(old_serial) is not None
+    new_serial = x509.load_pem_x509_certificate(second.tls.cert.read_bytes()).serial_number
+    assert crl.get_revoked_certificate_by_serial_number(new_serial) is None
+
+    def old_refused() -> bool:
+        c = mqtt_client(rig.broker.port, first.tls.ca, old_cert, old_key, timeout=1.0)
+        close(c)
+        return not c.connected
+
+    # A copy of the old certificate (a kiosk's card cloned before re-enrolment) no longer gets in.
+    assert wait_for(old_refused, timeout=10, step=0.2)
+    now = rig.device_client(second)
+    assert now.connected
+    close(now)
+
+
+def test_deeply_nested_json_is_refused_as_bad_input_and_kept(rig):
+    before = len(rig.rejections())
+    body = b'{"token": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"  # 40 KB: under the size limit
+    resp = httpx.post(rig.central.url + "/enrol", content=body, headers={"content-type": "application/json"})
+    assert 400 <= resp.status_code < 500, resp.text
+    kept = rig.rejections()
+    assert len(kept) == before + 1 and kept[-1]["reason"]

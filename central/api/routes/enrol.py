@@ -11,6 +11,7 @@ import json
 import logging
 from typing import Any
 
+import pydantic_core
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -38,33 +39,38 @@ class EnrolRequest(BaseModel):
     software_version: str = Field("", max_length=100, description="the kiosk software's version, for the log")
 
 
-def _redacted(raw: bytes) -> bytes:
-    """The request as kept in rejections: the token replaced by a prefix of its hash."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return raw
+def _redacted(body: Any) -> bytes:
+    """A parsed request as kept in rejections: the token replaced by a prefix of its hash."""
     if isinstance(body, dict) and isinstance(body.get("token"), str):
-        body["token"] = f"sha256:{token_hash(body['token'])[:12]}…"
+        body = {**body, "token": f"sha256:{token_hash(body['token'])[:12]}…"}
     return json.dumps(body, ensure_ascii=False).encode()
 
 
-def _enrol(store: Store, config: EnrolmentConfig, raw: bytes) -> dict[str, Any]:
-    device: str | None = None
+def _parse(raw: bytes) -> Any:
+    if len(raw) > MAX_BODY:
+        raise EnrolRefused(f"request of {len(raw)} bytes is too large (at most {MAX_BODY})", status=413)
     try:
-        if len(raw) > MAX_BODY:
-            raise EnrolRefused(f"request of {len(raw)} bytes is too large", status=413)
+        # pydantic-core's parser stops at a fixed nesting depth with ValueError, where json.loads would recurse.
+        return pydantic_core.from_json(raw)
+    except ValueError as exc:
+        raise EnrolRefused(f"the enrolment request is not JSON: {exc}", status=400) from None
+
+
+def _enrol(store: Store, config: EnrolmentConfig, raw: bytes) -> dict[str, Any]:
+    kept = b""  # a body that did not parse is not kept at all
+    try:
+        body = _parse(raw)
+        kept = _redacted(body)
         try:
-            req = EnrolRequest.model_validate_json(raw)
+            req = EnrolRequest.model_validate(body)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
             raise EnrolRefused(f"malformed enrolment request: {problems}", status=422) from None
         done = redeem(store, config.pki, token=req.token, public_key=req.public_key, csr_pem=req.csr,
                       proof=req.proof, cert_days=config.cert_days)
     except EnrolRefused as exc:
-        device = exc.device
         with store.transaction():
-            reject(store, TOPIC, device, exc.reason, _redacted(raw))
+            reject(store, TOPIC, exc.device, exc.reason, kept)
         raise HTTPException(exc.status, detail=exc.reason) from None
     log.info("enrolled device %s in hall %s (certificate %s)", done.device, done.hall, done.certificate.serial)
     _update_broker(store, config)
