@@ -26,6 +26,7 @@ from contract import device_id_from_public_key, verify_key_from_text, verify_obj
 from contract.errors import ContractError
 
 from . import registry
+from .enrol_limits import DEFAULT_BURST, DEFAULT_PER_MINUTE, SourceLimiter
 from .errors import CentralError, RegistryError
 from .pki import CentralPki, CsrRefused, IssuedCertificate
 from .store import Store
@@ -176,3 +177,4 @@ class EnrolmentConfig:
     agent_config: dict[str, str] = field(default_factory=dict)  # extra HALL_AGENT_* settings for every kiosk
     cert_days: int | None = None
     broker_dir: Path | None = None  # from `hall central broker-config`: its ACL is rewritten and the broker reloaded
+    limiter: SourceLimiter = field(default_factory=lambda: SourceLimiter(per_minute=DEFAULT_PER_MINUTE, burst=DEFAULT_BURST))

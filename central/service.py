@@ -84,14 +84,9 @@ class CentralService:
     def _enable_enrolment(self, app) -> None:
         """POST /enrol: kiosks trade a one-time token and a CSR for their certificate and config."""
         from .api.routes.enrol import router as enrol_router
-        from .enrol_tokens import EnrolmentConfig
-        from .pki import CentralPki
+        from .enrol_service import enrolment_config
 
-        s = self.settings
-        app.state.enrolment = EnrolmentConfig(
-            pki=CentralPki.for_data_dir(s.data_dir), central_public_key=keys.central_public_key(s),
-            broker_host=s.broker_public_host, broker_port=s.broker_tls_port, topic_prefix=s.topic_prefix,
-            broker_dir=s.data_dir / "broker")
+        app.state.enrolment = enrolment_config(self.settings)
         app.include_router(enrol_router)
 
     def stop(self) -> None:

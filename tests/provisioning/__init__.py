@@ -18,6 +18,7 @@ from central import keys
 from central.api import create_app
 from central.api.routes import enrol as enrol_route
 from central.broker_config import BrokerFiles, mosquitto_binary, write_broker_config
+from central.enrol_limits import SourceLimiter
 from central.enrol_tokens import EnrolmentConfig
 from central.pki import CentralPki
 from central.store import Store
@@ -62,6 +63,8 @@ class CentralServer:
         self.app.state.enrolment = EnrolmentConfig(
             pki=self.pki, central_public_key=_public_key(data_dir), broker_host="127.0.0.1", broker_port=broker.port, topic_prefix="hall/v1",
             broker_dir=broker.files.dir,
+            # Every test here enrols from 127.0.0.1; the flood test installs a strict limiter of its own.
+            limiter=SourceLimiter(per_minute=60_000, burst=1_000),
         )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

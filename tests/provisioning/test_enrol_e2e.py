@@ -206,3 +206,30 @@ def test_deeply_nested_json_is_refused_as_bad_input_and_kept(rig):
     assert 400 <= resp.status_code < 500, resp.text
     kept = rig.rejections()
     assert len(kept) == before + 1 and kept[-1]["reason"]
+
+
+def test_enrol_flood_is_rate_limited_and_keeps_little(rig):
+    import dataclasses
+
+    from central.enrol_limits import SourceLimiter
+
+    config = rig.central.app.state.enrolment
+    rig.central.app.state.enrolment = dataclasses.replace(config, limiter=SourceLimiter(per_minute=1, burst=5))
+    try:
+        before = len(rig.rejections())
+        big = json.dumps({"token": "t", "public_key": "k", "csr": "x" * 60_000, "proof": "p"}).encode()
+        codes = [httpx.post(rig.central.url + "/enrol", content=big, headers={"content-type": "application/json"}).status_code
+                 for _ in range(4)]
+        codes.append(httpx.post(rig.central.url + "/enrol", content=b"\xff not json" * 1000).status_code)
+        flood = [httpx.post(rig.central.url + "/enrol", content=big).status_code for _ in range(30)]
+        assert codes == [422] * 4 + [400]
+        assert set(flood) == {429}
+        kept = rig.rejections()[before:]
+        # Five refusals with a short prefix each (none for the body that did not parse), and one note that
+        # the source is being limited: not thirty-five rows of up to 64 KiB.
+        assert len(kept) == 6
+        assert all(len(r["payload"]) <= 512 for r in kept)
+        assert kept[4]["payload"] == ""
+        assert "too many enrolment requests from 127.0.0.1" in kept[5]["reason"]
+    finally:
+        rig.central.app.state.enrolment = config

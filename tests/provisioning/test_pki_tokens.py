@@ -182,3 +182,18 @@ def test_enrolment_tables_come_from_the_numbered_migrations(tmp_path):
         assert "revoked_at" in columns
     finally:
         upgraded.close()
+
+
+def test_enrol_limiter_refills_over_time_and_remembers_a_bounded_number_of_sources():
+    from central.enrol_limits import SourceLimiter
+
+    now = [0.0]
+    limiter = SourceLimiter(per_minute=6, burst=2, max_sources=3, clock=lambda: now[0])
+    assert [limiter.take("a").allowed for _ in range(3)] == [True, True, False]
+    refused = limiter.take("a")
+    assert not refused.allowed and not refused.first_refusal and 0 < refused.retry_after_s <= 10
+    now[0] += 10  # 6 a minute: one more after 10 s
+    assert limiter.take("a").allowed and not limiter.take("a").allowed
+    for source in ("b", "c", "d"):
+        limiter.take(source)
+    assert len(limiter._buckets) == 3 and "a" not in limiter._buckets

@@ -26,6 +26,7 @@ log = logging.getLogger("central.api.enrol")
 
 router = APIRouter(prefix="/enrol", tags=["enrol"], dependencies=[Public])
 MAX_BODY = 64 * 1024
+KEPT_PREFIX = 512  # of a refused body that parsed: enough to see what was tried, too little to fill a disk
 TOPIC = "enrol"
 
 
@@ -40,10 +41,10 @@ class EnrolRequest(BaseModel):
 
 
 def _redacted(body: Any) -> bytes:
-    """A parsed request as kept in rejections: the token replaced by a prefix of its hash."""
+    """A parsed request as kept in rejections: the token replaced by a prefix of its hash, then cut short."""
     if isinstance(body, dict) and isinstance(body.get("token"), str):
         body = {**body, "token": f"sha256:{token_hash(body['token'])[:12]}…"}
-    return json.dumps(body, ensure_ascii=False).encode()
+    return json.dumps(body, ensure_ascii=False).encode()[:KEPT_PREFIX]
 
 
 def _parse(raw: bytes) -> Any:
@@ -56,9 +57,11 @@ def _parse(raw: bytes) -> Any:
         raise EnrolRefused(f"the enrolment request is not JSON: {exc}", status=400) from None
 
 
-def _enrol(store: Store, config: EnrolmentConfig, raw: bytes) -> dict[str, Any]:
+def _enrol(store: Store, config: EnrolmentConfig, raw: bytes | None) -> dict[str, Any]:
     kept = b""  # a body that did not parse is not kept at all
     try:
+        if raw is None:
+            raise EnrolRefused(f"request larger than {MAX_BODY} bytes", status=413)
         body = _parse(raw)
         kept = _redacted(body)
         try:
@@ -117,6 +120,33 @@ async def enrol(request: Request) -> dict[str, Any]:
     config: EnrolmentConfig | None = getattr(request.app.state, "enrolment", None)
     if config is None:
         raise HTTPException(503, detail="enrolment is not configured on this central (no broker address or CA)")
-    raw = await request.body()
+    store: Store = request.app.state.store
+    source = request.client.host if request.client else "unknown"
+    decision = config.limiter.take(source)
+    if not decision.allowed:
+        if decision.first_refusal:
+            # One note per burst of refusals: the flood itself is neither read nor stored.
+            await run_in_threadpool(_note_limited, store, source, config)
+        raise HTTPException(429, detail="too many enrolment requests from this address; wait and try again",
+                            headers={"Retry-After": str(max(1, round(decision.retry_after_s)))})
+    raw = await _read_at_most(request, MAX_BODY)
     # Signing and SQLite writes block: keep them off the event loop.
-    return await run_in_threadpool(_enrol, request.app.state.store, config, raw)
+    return await run_in_threadpool(_enrol, store, config, raw)
+
+
+async def _read_at_most(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it passes ``limit`` (the rest is never read into memory)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _note_limited(store: Store, source: str, config: EnrolmentConfig) -> None:
+    reason = (f"too many enrolment requests from {source} (more than {config.limiter.burst} at once or "
+              f"{config.limiter.per_minute:g} a minute): refused with 429 and not kept until it slows down")
+    with store.transaction():
+        reject(store, TOPIC, None, reason, b"")
