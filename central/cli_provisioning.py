@@ -70,8 +70,11 @@ def token_create(hall: str, ttl: str) -> None:
     click.echo(issued.token)
     click.echo(f"one-time enrolment token for hall {issued.hall}, valid until {issued.expires_at}; "
                "it is shown only now", err=True)
-    click.echo(f"on the kiosk: hall provision enroll --central URL --token {issued.token} "
+    url = f"https://CENTRAL:{settings.enrol_port}" if settings.enrol_port else "https://CENTRAL:ENROL_PORT"
+    click.echo(f"on the kiosk: hall provision enroll --central {url} --token {issued.token} "
                f"--ca-fingerprint {pki.ca_fingerprint()}", err=True)
+    if not settings.enrol_port:
+        click.echo("central's HTTPS enrolment listener is off: set HALL_CENTRAL_ENROL_HOST/ENROL_PORT", err=True)
 
 
 @token.command("list")

@@ -1,21 +1,67 @@
-"""Central's enrolment service as configured by ``HALL_CENTRAL_*``: what ``POST /enrol`` needs to answer."""
+"""Central's enrolment service as configured by ``HALL_CENTRAL_*``: what ``POST /enrol`` needs, and
+the HTTPS listener kiosks enrol through.
+
+The listener serves central's app over TLS with a certificate from central's
+own CA (``pki/enrol.crt``), because the kiosk trusts nothing but the CA whose
+fingerprint the technician typed. It is separate from the staff API's listener
+so that one can stay plain HTTP on loopback (nginx-rtmp's callback, a reverse
+proxy with a public certificate in front of the dashboard).
+"""
 
 from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+
+import uvicorn
 
 from . import keys
 from .enrol_limits import SourceLimiter
 from .enrol_tokens import EnrolmentConfig
+from .errors import CentralError
 from .pki import CentralPki
 from .settings import CentralSettings
 
 BROKER_DIR = "broker"
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
 
 def enrolment_config(settings: CentralSettings) -> EnrolmentConfig:
     s = settings
     return EnrolmentConfig(
-        pki=CentralPki.for_data_dir(s.data_dir), central_public_key=keys.central_public_key(s),
+        pki=CentralPki.for_data_dir(s.data_dir), signing_key=keys.signing_key(s.data_dir),
         broker_host=s.broker_public_host, broker_port=s.broker_tls_port, topic_prefix=s.topic_prefix,
         broker_dir=s.data_dir / BROKER_DIR,
         limiter=SourceLimiter(per_minute=s.enrol_rate_per_minute, burst=s.enrol_burst),
     )
+
+
+class EnrolListener:
+    """``app`` served over HTTPS on ``host:port`` with the enrolment certificate from ``pki``."""
+
+    def __init__(self, app: object, pki: CentralPki, host: str, port: int, *, names: Iterable[str] = ()):
+        self.host, self.port = host, port
+        san = [h for h in (host, *names) if h not in WILDCARD_HOSTS]
+        cert, key = pki.ensure_enrol_certificate(san)
+        self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                                                     ssl_certfile=str(cert), ssl_keyfile=str(key)))
+        self._thread = threading.Thread(target=self._server.run, name="central-enrol", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise CentralError(f"the enrolment listener did not start on {self.host}:{self.port} (port in use?)")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)

@@ -22,7 +22,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from contract import device_id_from_public_key, verify_key_from_text, verify_object
+from nacl.signing import SigningKey
+
+from contract import device_id_from_public_key, public_key_text, verify_key_from_text, verify_object
 from contract.errors import ContractError
 
 from . import registry
@@ -170,7 +172,7 @@ class EnrolmentConfig:
     """What central tells an enrolling kiosk besides its certificate; set on ``app.state.enrolment``."""
 
     pki: CentralPki
-    central_public_key: str
+    signing_key: SigningKey  # central's Ed25519 key: it signs the answer, and the CA vouches for it
     broker_host: str
     broker_port: int
     topic_prefix: str
@@ -178,3 +180,7 @@ class EnrolmentConfig:
     cert_days: int | None = None
     broker_dir: Path | None = None  # from `hall central broker-config`: its ACL is rewritten and the broker reloaded
     limiter: SourceLimiter = field(default_factory=lambda: SourceLimiter(per_minute=DEFAULT_PER_MINUTE, burst=DEFAULT_BURST))
+
+    @property
+    def central_public_key(self) -> str:
+        return public_key_text(self.signing_key)

@@ -37,7 +37,13 @@ PKI_DIR = "pki"
 CA_KEY, CA_CERT, CRL = "ca.key", "ca.crt", "crl.pem"
 BROKER_KEY, BROKER_CERT = "broker.key", "broker.crt"
 CENTRAL_KEY, CENTRAL_CERT = "central.key", "central.crt"
+ENROL_KEY, ENROL_CERT = "enrol.key", "enrol.crt"
+SIGNING_CERT = "central-signing.crt"
 CENTRAL_CN = "central"  # the broker's ACL grants central's rights to this username
+ENROL_CN = "hall-central-enrol"
+# The certificate that vouches for central's Ed25519 key (acks, bundles, enrolment answers). Device
+# certificates can never carry this name: check_csr allows only the device id as common name.
+SIGNING_CN = "hall-central-signing"
 CA_DAYS = 20 * 365
 SERVER_DAYS = 5 * 365
 # Renewal is not automated yet: an expired certificate takes a kiosk off the network, so be generous.
@@ -205,6 +211,46 @@ class CentralPki:
         _write(self.broker_key_path, _key_pem(key), 0o600)
         _write(self.broker_cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         return self.broker_cert_path, self.broker_key_path
+
+    def ensure_enrol_certificate(self, hosts: Iterable[str] = ()) -> tuple[Path, Path]:
+        """The HTTPS enrolment listener's server certificate; kiosks verify it against the CA they pinned."""
+        cert_path, key_path = self.dir / ENROL_CERT, self.dir / ENROL_KEY
+        wanted = _san([*LOCAL_HOSTS, *hosts])
+        if cert_path.exists() and key_path.exists():
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            if cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value == wanted:
+                return cert_path, key_path
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self._issue(ENROL_CN, key.public_key(), days=SERVER_DAYS, usage=ExtendedKeyUsageOID.SERVER_AUTH, san=wanted)
+        _write(key_path, _key_pem(key), 0o600)
+        _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        return cert_path, key_path
+
+    def signing_key_certificate(self, public_key: bytes) -> bytes:
+        """PEM certificate, from the CA, for central's Ed25519 public key (32 raw bytes).
+
+        A kiosk that pinned the CA learns central's signing key from it: so the key an enrolment
+        answer is signed with, and which the kiosk then trusts for acks and bundles, cannot be
+        swapped by anyone between the two.
+        """
+        path = self.dir / SIGNING_CERT
+        if path.exists():
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+            held = cert.public_key()
+            ca = x509.load_pem_x509_certificate(self.ca_pem())
+            if (isinstance(held, ed25519.Ed25519PublicKey)
+                    and held.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw) == public_key
+                    and cert.issuer == ca.subject and cert.not_valid_after_utc > _now() + timedelta(days=30)):
+                try:
+                    cert.verify_directly_issued_by(ca)
+                    return path.read_bytes()
+                except (ValueError, TypeError, InvalidSignature):
+                    pass
+        cert = self._issue(SIGNING_CN, ed25519.Ed25519PublicKey.from_public_bytes(public_key), days=SERVER_DAYS,
+                           usage=ExtendedKeyUsageOID.CODE_SIGNING)
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        _write(path, pem, 0o644)
+        return pem
 
     def ensure_central_certificate(self) -> tuple[Path, Path]:
         """Central's client certificate (CN ``central``): the collector's identity at the broker."""

@@ -31,6 +31,7 @@ class CentralService:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.media = None
+        self.enrol_listener = None
 
     @property
     def url(self) -> str:
@@ -69,6 +70,12 @@ class CentralService:
                 self.stop()
                 raise CentralError(f"the API did not start on {self.settings.http_host}:{self.settings.http_port} (port in use?)")
             time.sleep(0.02)
+        if self.settings.enrol_port:
+            from .enrol_service import EnrolListener
+
+            self.enrol_listener = EnrolListener(app, app.state.enrolment.pki, self.settings.enrol_host,
+                                                self.settings.enrol_port)
+            self.enrol_listener.start()
         if self.settings.media_enabled:
             from .media import MediaServer
 
@@ -90,6 +97,9 @@ class CentralService:
         app.include_router(enrol_router)
 
     def stop(self) -> None:
+        if self.enrol_listener is not None:
+            self.enrol_listener.stop()
+            self.enrol_listener = None
         if self.media is not None:
             self.media.stop()
             self.media = None

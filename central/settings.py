@@ -69,6 +69,8 @@ class CentralSettings(BaseSettings):
     mqtt_tls_key: Path | None = Field(None, description="central's TLS key (data_dir/pki/central.key)")
     broker_public_host: str = Field("127.0.0.1", description="broker address handed to kiosks at enrolment")
     broker_tls_port: int = Field(8883, description="broker TLS port handed to kiosks at enrolment")
+    enrol_host: str = Field("127.0.0.1", description="address the HTTPS enrolment listener binds (0.0.0.0 so kiosks on the hall network reach it)")
+    enrol_port: int = Field(0, ge=0, le=65535, description="port of the HTTPS enrolment listener kiosks use (`hall provision enroll --central https://HOST:PORT`); 0 = no listener")
     enrol_rate_per_minute: float = Field(DEFAULT_PER_MINUTE, gt=0, description="POST /enrol requests one client address may make per minute, after its burst; more are answered 429 and not kept")
     enrol_burst: int = Field(DEFAULT_BURST, ge=1, description="POST /enrol requests one client address may make at once before the per-minute rate applies")
     media_enabled: bool = Field(False, description="run the media server (nginx-rtmp): halls push their streams, the main room is served as HLS")

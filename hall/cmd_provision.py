@@ -44,14 +44,16 @@ def provision() -> None:
 
 
 @provision.command("enroll")
-@click.option("--central", "central_url", required=True, help="Central's address, e.g. https://central.example:8800")
+@click.option("--central", "central_url", required=True,
+              help="Central's HTTPS enrolment address, e.g. https://central.example.vn:8443 (http:// is refused).")
 @click.option("--token", required=True, help="The one-time enrolment token from `hall central token create`.")
-@click.option("--ca-fingerprint", default=None, help="SHA-256 fingerprint of central's CA (printed with the token); checked if given.")
+@click.option("--ca-fingerprint", required=True,
+              help="SHA-256 fingerprint of central's CA (printed with the token): checked before the token is sent.")
 @click.option("--force", is_flag=True, help="Enrol again although this kiosk is enrolled (keeps its device key, new TLS key).")
 @click.option("--skip-selftest", is_flag=True, help="Do not run the self-test after enrolling.")
 @_data_dir_option
 @_sync_flag_option
-def enroll(central_url: str, token: str, ca_fingerprint: str | None, force: bool, skip_selftest: bool,
+def enroll(central_url: str, token: str, ca_fingerprint: str, force: bool, skip_selftest: bool,
            data_dir: Path | None, sync_flag: Path) -> None:
     """Make this kiosk's keys, enrol it with central using a one-time TOKEN, write its settings, self-test.
 

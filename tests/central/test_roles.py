@@ -16,7 +16,7 @@ V, T, A = Role.viewer, Role.technician, Role.admin
 # Pages of this app anyone may load; they show no member or device data without a login.
 PAGES = {("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"), ("GET", "/healthz")}
 # Every route needing no staff login: the pages, and routes that check a credential of their own (a one-time token...).
-PUBLIC = PAGES | {("POST", "/enrol")}
+PUBLIC = PAGES | {("POST", "/enrol"), ("GET", "/enrol/ca")}  # the CA certificate is public by nature
 # Called by central's own media server, never by staff: they check their caller themselves.
 MACHINE = {("POST", "/media/on_publish")}
 REQUIRED = {

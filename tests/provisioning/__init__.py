@@ -1,4 +1,4 @@
-"""Shared parts of the provisioning tests: central's API on uvicorn, a TLS Mosquitto from broker_config,
+"""Shared parts of the provisioning tests: central's API on its HTTPS enrolment listener, a TLS Mosquitto from broker_config,
 MQTT clients with device certificates, and the simulated hardware a self-test checks."""
 
 from __future__ import annotations
@@ -10,15 +10,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
-import uvicorn
 
 from central import keys
 from central.api import create_app
 from central.api.routes import enrol as enrol_route
 from central.broker_config import BrokerFiles, mosquitto_binary, write_broker_config
 from central.enrol_limits import SourceLimiter
+from central.enrol_service import EnrolListener
 from central.enrol_tokens import EnrolmentConfig
 from central.pki import CentralPki
 from central.store import Store
@@ -54,39 +55,27 @@ class TlsBroker:
 
 
 class CentralServer:
-    """central.api.create_app with the enrol router, served by uvicorn on a free port."""
+    """central.api.create_app with the enrol router, served over HTTPS by central's own enrolment listener."""
 
     def __init__(self, store: Store, data_dir: Path, broker: TlsBroker):
         self.pki = CentralPki.for_data_dir(data_dir)
         self.app = create_app(store=store, staff_token=STAFF_TOKEN, collector=None)
         self.app.include_router(enrol_route.router)
         self.app.state.enrolment = EnrolmentConfig(
-            pki=self.pki, central_public_key=_public_key(data_dir), broker_host="127.0.0.1", broker_port=broker.port, topic_prefix="hall/v1",
-            broker_dir=broker.files.dir,
+            pki=self.pki, signing_key=keys.signing_key(data_dir), broker_host="127.0.0.1", broker_port=broker.port,
+            topic_prefix="hall/v1", broker_dir=broker.files.dir,
             # Every test here enrols from 127.0.0.1; the flood test installs a strict limiter of its own.
             limiter=SourceLimiter(per_minute=60_000, burst=1_000),
         )
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.listener = EnrolListener(self.app, self.pki, "127.0.0.1", self.port)
+        self.url = self.listener.url
 
     def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
+        self.listener.start()
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(5)
-
-
-def _public_key(data_dir: Path) -> str:
-    from contract import public_key_text
-
-    return public_key_text(keys.signing_key(data_dir))
+        self.listener.stop()
 
 
 @dataclass
@@ -176,7 +165,16 @@ class Rig:
     def enrol(self, name: str, **kw):
         from provisioning.enrol import enroll
 
+        kw.setdefault("ca_fingerprint", self.pki.ca_fingerprint())
         return enroll(central_url=self.central.url, token=kw.pop("token", None) or self.token(), data_dir=self.root / name, **kw)
+
+    def post(self, path: str, **kw) -> httpx.Response:
+        """A request to central's enrolment listener, trusting only its CA (as a kiosk does)."""
+        from provisioning.enrol import pinned_tls
+        from cryptography import x509
+
+        with httpx.Client(verify=pinned_tls(x509.load_pem_x509_certificate(self.pki.ca_pem())), timeout=30) as http:
+            return http.post(self.central.url + path, **kw)
 
     def central_client(self, subscribe: list[str] = ()) -> Client:
         return mqtt_client(self.broker.port, self.pki.ca_cert_path, self.central_cert, self.central_key, subscribe=list(subscribe))

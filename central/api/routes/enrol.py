@@ -1,6 +1,8 @@
 """POST /enrol: a kiosk redeems a one-time token for its registration, certificate and configuration.
 
-Public (no staff login): the token is the credential. Every refusal is kept in
+Public (no staff login): the token is the credential. ``GET /enrol/ca`` hands out
+the CA certificate the kiosk pins before it sends the token; the answer is
+signed (central/enrol_answer.py). Every refusal is kept in
 ``rejections`` (topic ``enrol``) with its reason, and the token is shown there
 only as the first characters of its hash.
 """
@@ -17,6 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...broker_config import BrokerConfigError, BrokerFiles, have_broker_config, refresh, reload_broker
+from ...enrol_answer import signed_answer
 from ...enrol_tokens import EnrolmentConfig, EnrolRefused, redeem, token_hash
 from ...ingest import reject
 from ...store import Store
@@ -77,25 +80,7 @@ def _enrol(store: Store, config: EnrolmentConfig, raw: bytes | None) -> dict[str
         raise HTTPException(exc.status, detail=exc.reason) from None
     log.info("enrolled device %s in hall %s (certificate %s)", done.device, done.hall, done.certificate.serial)
     _update_broker(store, config)
-    agent = {
-        "hall": done.hall,
-        "mqtt_host": config.broker_host,
-        "mqtt_port": str(config.broker_port),
-        "topic_prefix": config.topic_prefix,
-        "central_public_key": config.central_public_key,
-        **config.agent_config,
-    }
-    return {
-        "device": done.device,
-        "hall": done.hall,
-        "certificate": done.certificate.pem.decode(),
-        "certificate_expires": done.certificate.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "ca_certificate": config.pki.ca_pem().decode(),
-        "broker": {"host": config.broker_host, "port": config.broker_port},
-        "central_public_key": config.central_public_key,
-        "topic_prefix": config.topic_prefix,
-        "agent_config": agent,
-    }
+    return signed_answer(config, done, req.csr, broker_host=config.broker_host, broker_port=config.broker_port)
 
 
 def _update_broker(store: Store, config: EnrolmentConfig) -> None:
@@ -112,6 +97,17 @@ def _update_broker(store: Store, config: EnrolmentConfig) -> None:
     except (BrokerConfigError, OSError) as exc:
         # The device is enrolled; staff must reload the broker by hand. Say so loudly.
         log.error("enrolled, but the broker's ACL could not be updated: %s", exc)
+
+
+@router.get("/ca")
+async def enrol_ca(request: Request) -> dict[str, str]:
+    """Central's CA certificate: a kiosk compares its fingerprint with the one the technician typed
+    before it sends the token, then trusts only this CA for the TLS connection that carries it."""
+    config: EnrolmentConfig | None = getattr(request.app.state, "enrolment", None)
+    if config is None:
+        raise HTTPException(503, detail="enrolment is not configured on this central (no broker address or CA)")
+    pem = await run_in_threadpool(config.pki.ca_pem)
+    return {"ca_certificate": pem.decode()}
 
 
 @router.post("")
