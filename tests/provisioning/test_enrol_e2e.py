@@ -25,6 +25,8 @@ from hardware.serial_ports import open_pty_pair
 from provisioning import AlreadyEnrolled, EnrolRefused
 from provisioning.enrol import build_csr, make_tls_key, proof_of_possession, read_env_file
 
+from tests.conftest import free_port
+
 from . import Rig
 
 
@@ -130,12 +132,12 @@ def test_csr_for_another_device_is_refused_and_the_token_survives(rig, tmp_path)
     # 1. the attacker's own key, but a CSR naming the victim's device id
     csr = build_csr(key, victim.device)
     body = {"token": token, "public_key": attacker.public_key, "csr": csr, "proof": proof_of_possession(attacker, csr)}
-    resp = httpx.post(rig.central.url + "/enrol", json=body)
+    resp = rig.post("/enrol", json=body)
     assert resp.status_code == 400
     assert f"the certificate request is for '{victim.device}', but the submitted key is device {attacker.device_id}" in resp.json()["detail"]
     # 2. the victim's public key, without the victim's private key to sign the proof
     body = {**body, "public_key": DeviceIdentity(rig.root / "victim").public_key}
-    resp = httpx.post(rig.central.url + "/enrol", json=body)
+    resp = rig.post("/enrol", json=body)
     assert resp.status_code == 400 and "proof of possession" in resp.json()["detail"]
     reasons = [r["reason"] for r in rig.rejections()]
     assert any("the certificate request is for" in r for r in reasons) and any("proof of possession" in r for r in reasons)
@@ -147,7 +149,8 @@ def test_csr_for_another_device_is_refused_and_the_token_survives(rig, tmp_path)
 def test_re_enrolment_needs_force(rig, twins, tmp_path):
     first = rig.enrol("again")
     cert_before = first.tls.cert.read_bytes()
-    result = CliRunner().invoke(provision, ["enroll", "--central", rig.central.url, "--token", rig.token(), "--skip-selftest"],
+    result = CliRunner().invoke(provision, ["enroll", "--central", rig.central.url, "--token", rig.token(), "--skip-selftest",
+                                            "--ca-fingerprint", rig.pki.ca_fingerprint()],
                                 env=_env(rig.root / "again", twins))
     assert result.exit_code == 1
     assert "already enrolled" in result.output and "--force" in result.output
@@ -160,7 +163,7 @@ def test_re_enrolment_needs_force(rig, twins, tmp_path):
 
 
 def test_malformed_request_is_refused_and_kept(rig):
-    resp = httpx.post(rig.central.url + "/enrol", content=b'{"token": 5}', headers={"content-type": "application/json"})
+    resp = rig.post("/enrol", content=b'{"token": 5}', headers={"content-type": "application/json"})
     assert resp.status_code == 422 and "malformed enrolment request" in resp.json()["detail"]
     assert "malformed" in rig.rejections()[-1]["reason"]
 
@@ -171,6 +174,39 @@ def test_wrong_ca_fingerprint_writes_nothing(rig):
     with pytest.raises(ProvisioningError, match="does not match the fingerprint"):
         rig.enrol("pinned", ca_fingerprint="AA:" * 31 + "AA")
     assert not (rig.root / "pinned" / "agent.env").exists() and not (rig.root / "pinned" / "tls.key").exists()
+
+
+def test_wrong_ca_fingerprint_neither_burns_the_token_nor_registers_the_kiosk(rig):
+    from central.enrol_tokens import token_hash
+    from provisioning import ProvisioningError
+
+    token = rig.token()
+    with pytest.raises(ProvisioningError, match="the token was not sent"):
+        rig.enrol("typo", token=token, ca_fingerprint="AB:" * 31 + "CD")
+    assert rig.store.scalar("SELECT used_at FROM enrol_tokens WHERE token_sha256 = ?", [token_hash(token)]) is None
+    device = DeviceIdentity(rig.root / "typo").device_id
+    assert registry.get_device(rig.store, device) is None
+    # With the fingerprint typed right, the same token still works.
+    assert rig.enrol("typo", token=token).device == device
+
+
+@pytest.mark.parametrize("typed", ["", "AA:BB", "zz" * 32, "AA:" * 32 + "AA", "A" * 63, "sha256:" + "ab" * 32])
+def test_a_malformed_fingerprint_is_refused_before_any_network(tmp_path, typed):
+    closed = f"https://127.0.0.1:{free_port()}"  # nothing listens: an error about the network would mean we dialled
+    result = CliRunner().invoke(provision, ["enroll", "--central", closed, "--token", "t", "--ca-fingerprint", typed,
+                                            "--data-dir", str(tmp_path / "k"), "--skip-selftest"])
+    assert result.exit_code == 1
+    assert "is not a SHA-256 fingerprint" in result.output and "cannot reach" not in result.output
+    assert not (tmp_path / "k").exists()
+
+
+def test_fingerprint_and_https_are_required(tmp_path):
+    missing = CliRunner().invoke(provision, ["enroll", "--central", "https://c.example", "--token", "t",
+                                             "--data-dir", str(tmp_path / "k")])
+    assert missing.exit_code == 2 and "--ca-fingerprint" in missing.output
+    plain = CliRunner().invoke(provision, ["enroll", "--central", "http://c.example:8800", "--token", "t",
+                                           "--ca-fingerprint", "ab" * 32, "--data-dir", str(tmp_path / "k")])
+    assert plain.exit_code == 1 and "refusing http://c.example:8800" in plain.output and "https://" in plain.output
 
 
 def test_re_enrolment_revokes_the_previous_certificate(rig, tmp_path):
@@ -202,7 +238,7 @@ def test_re_enrolment_revokes_the_previous_certificate(rig, tmp_path):
 def test_deeply_nested_json_is_refused_as_bad_input_and_kept(rig):
     before = len(rig.rejections())
     body = b'{"token": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"  # 40 KB: under the size limit
-    resp = httpx.post(rig.central.url + "/enrol", content=body, headers={"content-type": "application/json"})
+    resp = rig.post("/enrol", content=body, headers={"content-type": "application/json"})
     assert 400 <= resp.status_code < 500, resp.text
     kept = rig.rejections()
     assert len(kept) == before + 1 and kept[-1]["reason"]
@@ -218,10 +254,10 @@ def test_enrol_flood_is_rate_limited_and_keeps_little(rig):
     try:
         before = len(rig.rejections())
         big = json.dumps({"token": "t", "public_key": "k", "csr": "x" * 60_000, "proof": "p"}).encode()
-        codes = [httpx.post(rig.central.url + "/enrol", content=big, headers={"content-type": "application/json"}).status_code
+        codes = [rig.post("/enrol", content=big, headers={"content-type": "application/json"}).status_code
                  for _ in range(4)]
-        codes.append(httpx.post(rig.central.url + "/enrol", content=b"\xff not json" * 1000).status_code)
-        flood = [httpx.post(rig.central.url + "/enrol", content=big).status_code for _ in range(30)]
+        codes.append(rig.post("/enrol", content=b"\xff not json" * 1000).status_code)
+        flood = [rig.post("/enrol", content=big).status_code for _ in range(30)]
         assert codes == [422] * 4 + [400]
         assert set(flood) == {429}
         kept = rig.rejections()[before:]
