@@ -129,6 +129,8 @@ def broker_config(out_dir: Path | None, port: int, bind: str | None, hosts: tupl
     Run `mosquitto -c DIR/mosquitto.conf`. Central connects with DIR's sibling pki/central.crt (CN central).
     """
     from .broker_config import reload_broker, write_broker_config
+    from .enrol_service import explicit_broker
+    from .enrol_tokens import broker_address, save_broker_address
     from .pki import CentralPki
     from .store import open_store
 
@@ -137,8 +139,12 @@ def broker_config(out_dir: Path | None, port: int, bind: str | None, hosts: tupl
     with open_store(settings.data_dir) as store:
         files = write_broker_config(store, pki, out_dir or default_broker_dir(settings), prefix=settings.topic_prefix,
                                     port=port, bind=bind, hosts=hosts, user=user, log_file=log_file)
+        save_broker_address(store, hosts[0] if hosts else None, port)
+        told = broker_address(store, *explicit_broker(settings))
     cert, key = pki.ensure_central_certificate()
     click.echo(f"broker configuration written: {files.conf}")
+    click.echo(f"  kiosks will be told {told[0]}:{told[1]} at enrolment (the first --host; "
+               "HALL_CENTRAL_BROKER_PUBLIC_HOST/BROKER_TLS_PORT override it)")
     click.echo(f"  start it with: mosquitto -c {files.conf}")
     click.echo(f"  central's client certificate: {cert} (key {key}), CA {pki.ca_cert_path}")
     click.echo(f"  CA fingerprint: {pki.ca_fingerprint()}")

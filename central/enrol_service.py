@@ -27,11 +27,19 @@ BROKER_DIR = "broker"
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
 
+def explicit_broker(settings: CentralSettings) -> tuple[str | None, int | None]:
+    """HALL_CENTRAL_BROKER_PUBLIC_HOST/BROKER_TLS_PORT if set: they beat what broker-config saved."""
+    given = settings.model_fields_set
+    return (settings.broker_public_host if "broker_public_host" in given else None,
+            settings.broker_tls_port if "broker_tls_port" in given else None)
+
+
 def enrolment_config(settings: CentralSettings) -> EnrolmentConfig:
     s = settings
+    host, port = explicit_broker(s)
     return EnrolmentConfig(
         pki=CentralPki.for_data_dir(s.data_dir), signing_key=keys.signing_key(s.data_dir),
-        broker_host=s.broker_public_host, broker_port=s.broker_tls_port, topic_prefix=s.topic_prefix,
+        broker_host=host, broker_port=port, topic_prefix=s.topic_prefix,
         broker_dir=s.data_dir / BROKER_DIR,
         limiter=SourceLimiter(per_minute=s.enrol_rate_per_minute, burst=s.enrol_burst),
     )

@@ -167,14 +167,38 @@ def redeem(store: Store, pki: CentralPki, *, token: str, public_key: str, csr_pe
     return Enrolled(device_id, row["hall"], issued)
 
 
+# Where `hall central broker-config` was told kiosks reach the broker (its --host names are the
+# broker certificate's names, so they are the ones a kiosk can verify).
+BROKER_HOST_KEY, BROKER_PORT_KEY = "enrol_broker_host", "enrol_broker_port"
+DEFAULT_BROKER = ("127.0.0.1", 8883)
+
+
+def save_broker_address(store: Store, host: str | None, port: int) -> None:
+    with store.transaction() as db:
+        for key, value in ((BROKER_HOST_KEY, host), (BROKER_PORT_KEY, str(port))):
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key = ?", [key])
+            else:
+                db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           [key, value])
+
+
+def broker_address(store: Store, host: str | None = None, port: int | None = None) -> tuple[str, int]:
+    """The broker address for kiosks: ``host``/``port`` when set explicitly, else what broker-config saved."""
+    saved_host = store.scalar("SELECT value FROM meta WHERE key = ?", [BROKER_HOST_KEY])
+    saved_port = store.scalar("SELECT value FROM meta WHERE key = ?", [BROKER_PORT_KEY])
+    return (host or saved_host or DEFAULT_BROKER[0],
+            port or (int(saved_port) if saved_port else DEFAULT_BROKER[1]))
+
+
 @dataclass(frozen=True)
 class EnrolmentConfig:
     """What central tells an enrolling kiosk besides its certificate; set on ``app.state.enrolment``."""
 
     pki: CentralPki
     signing_key: SigningKey  # central's Ed25519 key: it signs the answer, and the CA vouches for it
-    broker_host: str
-    broker_port: int
+    broker_host: str | None  # None: what `hall central broker-config --host` saved (see broker_address)
+    broker_port: int | None
     topic_prefix: str
     agent_config: dict[str, str] = field(default_factory=dict)  # extra HALL_AGENT_* settings for every kiosk
     cert_days: int | None = None

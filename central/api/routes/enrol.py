@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...broker_config import BrokerConfigError, BrokerFiles, have_broker_config, refresh, reload_broker
 from ...enrol_answer import signed_answer
-from ...enrol_tokens import EnrolmentConfig, EnrolRefused, redeem, token_hash
+from ...enrol_tokens import EnrolmentConfig, EnrolRefused, broker_address, redeem, token_hash
 from ...ingest import reject
 from ...store import Store
 from ..deps import Public
@@ -80,7 +80,8 @@ def _enrol(store: Store, config: EnrolmentConfig, raw: bytes | None) -> dict[str
         raise HTTPException(exc.status, detail=exc.reason) from None
     log.info("enrolled device %s in hall %s (certificate %s)", done.device, done.hall, done.certificate.serial)
     _update_broker(store, config)
-    return signed_answer(config, done, req.csr, broker_host=config.broker_host, broker_port=config.broker_port)
+    host, port = broker_address(store, config.broker_host, config.broker_port)
+    return signed_answer(config, done, req.csr, broker_host=host, broker_port=port)
 
 
 def _update_broker(store: Store, config: EnrolmentConfig) -> None:
