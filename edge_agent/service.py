@@ -96,6 +96,9 @@ class Agent:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.checkin: CheckinService | None = None
         self._server: uvicorn.Server | None = None
+        self._stop_requested = False
+        self._uplink_started = False
+        self._closed = False
         self.uplink = Uplink(
             outbox=self.outbox, device_id=self.identity.device_id, central_key=self.central_key,
             host=settings.mqtt_host, port=settings.mqtt_port, topics=Topics(settings.topic_prefix),
@@ -219,15 +222,19 @@ class Agent:
             roster=self.roster, outbox=self.outbox, face=None, display=self.display, clock=self.clock,
             meeting_early_s=self.settings.meeting_early_s, verdict_hold_s=self.settings.verdict_hold_s,
         )
-        await asyncio.to_thread(self._open_hardware)
-        self.checkin.face, self.checkin.signals = self.face, self.signals
-        self.uplink.start()
-        config = uvicorn.Config(create_app(self.display, main_room_hls_url=self.settings.main_room_hls_url), host=self.settings.http_host, port=self.settings.http_port,
-                                log_level="warning", lifespan="off")
-        server = self._server = uvicorn.Server(config)
-        log.info("kiosk %s page on http://%s:%d/", self.identity.device_id, self.settings.http_host, self.settings.http_port)
-        tasks = [asyncio.create_task(self.checkin.run()), asyncio.create_task(self._health_loop())]
+        tasks: list[asyncio.Task[Any]] = []
         try:
+            await asyncio.to_thread(self._open_hardware)
+            self.checkin.face, self.checkin.signals = self.face, self.signals
+            self.uplink.start()
+            self._uplink_started = True
+            config = uvicorn.Config(create_app(self.display, main_room_hls_url=self.settings.main_room_hls_url), host=self.settings.http_host, port=self.settings.http_port,
+                                    log_level="warning", lifespan="off")
+            server = self._server = uvicorn.Server(config)
+            # A stop asked while the hardware was opening: serve() then shuts down as soon as it is up.
+            server.should_exit = self._stop_requested
+            log.info("kiosk %s page on http://%s:%d/", self.identity.device_id, self.settings.http_host, self.settings.http_port)
+            tasks = [asyncio.create_task(self.checkin.run()), asyncio.create_task(self._health_loop())]
             await server.serve()
         finally:
             for t in tasks:
@@ -235,17 +242,27 @@ class Agent:
             self.close()
 
     def request_stop(self) -> None:
-        """Ask a running agent to stop (from any thread); run() returns once it has."""
+        """Ask the agent to stop (from any thread or a signal handler); run() returns once it has.
+
+        Asked before the page server exists (while the hardware opens), run() stops as soon as
+        it reaches it, through the same close().
+        """
+        self._stop_requested = True
         if self._server is not None:
             self._server.should_exit = True
 
     def close(self) -> None:
+        """Stop everything the agent started; safe to call twice and after a failed start."""
+        if self._closed:
+            return
+        self._closed = True
         for reader in self.readers:
             try:
                 reader.stop()
             except HallError:
                 pass
-        self.uplink.stop()
+        if self._uplink_started:
+            self.uplink.stop()
         if self.streamer is not None:
             self.streamer.stop()
         if self.face is not None and hasattr(self.face, "stop"):
@@ -253,3 +270,4 @@ class Agent:
         if self.signals is not None and hasattr(self.signals, "close"):
             self.signals.close()
         self.outbox.close()
+        log.info("kiosk stopped: readers, uplink, stream and face worker stopped, outbox closed")

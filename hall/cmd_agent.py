@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 
 import click
@@ -29,6 +30,10 @@ def run(log_level: str) -> None:
     except NotEnrolled as exc:
         click.echo(f"hall agent: {exc}", err=True)
         sys.exit(2)
+    # SIGTERM (systemd, `hall demo`, kill) stops the agent the way Ctrl-C does: through close(),
+    # which stops the streamer's ffmpeg and the face worker. uvicorn takes SIGTERM over while it
+    # serves and passes it on here afterwards; before and after that, this handler is the one.
+    signal.signal(signal.SIGTERM, lambda *_: agent_.request_stop())
     try:
         asyncio.run(agent_.run())
     except KeyboardInterrupt:

@@ -50,10 +50,20 @@ def demo(data_dir: Path, faces: Path | None, central_port: int, kiosk_port: int,
     rigs: list = []
 
     def shutdown(code: int = 0) -> None:
+        # Once stopping, a second Ctrl-C or SIGTERM must not cut the stop short and leave processes
+        # behind; Child.stop escalates to SIGKILL by itself.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        left: list[str] = []
         for child in reversed(children):
-            child.stop()
+            left += [f"{child.name}: {p}" for p in child.stop()]
         for r in rigs:
             r.stop()
+        if left:
+            click.echo("hall demo: could not stop: " + "; ".join(left), err=True)
+            code = code or 1
+        else:
+            click.echo("hall demo: stopped")
         sys.exit(code)
 
     signal.signal(signal.SIGTERM, lambda *_: shutdown(0))

@@ -63,6 +63,43 @@ def mosquitto_config(workdir: Path, port: int) -> Path:
     return conf
 
 
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, ppid, process group) of a process from /proc, or None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rpartition(")")[2].split()  # the command name may hold spaces and parentheses
+    return fields[0], int(fields[1]), int(fields[2])
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (a zombie no longer runs; whoever owns it reaps it)."""
+    st = _stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+def process_tree(pid: int) -> set[int]:
+    """``pid``, every live process below it and every member of its process group."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (st := _stat(int(entry))) is not None and st[0] != "Z":
+            table[int(entry)] = st
+    found = {pid} | {p for p, (_, _, pgrp) in table.items() if pgrp == pid}
+    frontier = set(found)
+    while frontier:
+        frontier = {p for p, (_, ppid, _) in table.items() if ppid in frontier and p not in found}
+        found |= frontier
+    return found
+
+
+def describe(pid: int) -> str:
+    try:
+        return f"{pid} " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()[:120]
+    except OSError:
+        return str(pid)
+
+
 class Child:
     def __init__(self, name: str, argv: list[str], *, log_path: Path, env: dict[str, str] | None = None):
         self.name, self.argv, self.log_path = name, argv, log_path
@@ -82,12 +119,44 @@ class Child:
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.alive:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        self._log.close()
+    def stop(self, timeout: float = 10.0) -> list[str]:
+        """Stop the child and everything it started; returns what is still running (empty: all gone).
+
+        SIGTERM goes to the child's whole process group (its own session), so helpers it started
+        in that group stop with it; processes it started in sessions of their own (the kiosk's
+        ffmpeg, central's nginx) are its to stop, and they are waited for too. Whatever is left
+        after ``timeout`` gets SIGKILL.
+        """
+        tree = process_tree(self.popen.pid) if self.alive else set()
+        try:
+            if tree:
+                self._signal(tree, signal.SIGTERM)
+                if not self._wait_gone(tree, timeout):
+                    self._signal(tree, signal.SIGKILL)
+                    self._wait_gone(tree, 5.0)
+            self.popen.poll()
+            return [describe(pid) for pid in sorted(tree) if running(pid)]
+        finally:
+            self._log.close()
+
+    def _signal(self, tree: set[int], sig: int) -> None:
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
+        if sig == signal.SIGKILL:  # the terminating signal is the child's to pass on; a kill is ours to deliver
+            for pid in tree:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def _wait_gone(self, tree: set[int], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.popen.poll()  # reap our own child, so it does not linger as a zombie
+            if not any(running(pid) for pid in tree):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)

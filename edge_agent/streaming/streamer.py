@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from contract import StreamState
 
 from ..errors import AgentError
+from .lifetime import die_with_parent
 from .recording import Recording
 from .sources import SW_ENCODER, Command, Profile, Source, choose_encoder, push_format, redact_url
 
@@ -203,9 +204,11 @@ class Streamer:
                 recovery_wait_s=self.recovery_wait_s, ffmpeg=self.ffmpeg,
             )
             # A new session: a signal aimed at the agent's process group (Ctrl-C, systemd) does not
-            # reach ffmpeg behind the supervisor's back; stop() ends it deliberately.
+            # reach ffmpeg behind the supervisor's back; stop() ends it deliberately. The parent-death
+            # signal ends it when the agent dies without stopping it (SIGKILL, crash): this thread
+            # lives until ffmpeg has exited, so it is the right "parent" for the kernel.
             proc = subprocess.Popen(cmd.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL))
             self._proc = proc
             self._started_at = time.monotonic()
             self._progress, self._progress_at = {}, None
