@@ -15,6 +15,8 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
+from collections import deque
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -32,14 +34,31 @@ HALL = str(Path(sys.executable).with_name("hall"))
 # the fault cases involve restarts: longer waits, polled less often
 wait_for = functools.partial(wait_for, timeout=60.0, every=0.1)
 
+LOG_TAIL_LINES = 40
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(deque(f, maxlen=lines)) or "(empty)"
+    except OSError as exc:
+        return f"(not readable: {exc.strerror})"
+
+
+class DriverDied(AssertionError):
+    """The kiosk driver exited although no test stopped it."""
+
 
 class Driver:
     """The kiosk driver process; its stdout JSON lines are collected as they come."""
 
     def __init__(self, harness: "Harness", extra: list[str]):
         self.events: list[dict] = []
+        self.stopped = False  # set when a test kills or stops it on purpose
+        # "--central-key=KEY", not "--central-key KEY": the key is base64url, so one time in 64 it
+        # starts with "-" and argparse would take it for an option (the driver exited at once).
         argv = [sys.executable, "-m", "tests.faults.kiosk_driver", "--data-dir", str(harness.kiosk_dir),
-                "--mqtt-port", str(harness.kiosk_mqtt_port), "--central-key", harness.central_key,
+                "--mqtt-port", str(harness.kiosk_mqtt_port), f"--central-key={harness.central_key}",
                 "--members", str(harness.members), *extra]
         self.log = open(harness.work / "driver.log", "ab")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, cwd=ROOT, start_new_session=True)
@@ -54,19 +73,21 @@ class Driver:
 
     @property
     def died(self) -> bool:
-        """Exited although nobody stopped it (a crash, not a test's SIGKILL)."""
-        return self.proc.poll() is not None and self.proc.returncode != -9
+        """Exited although nobody stopped it (a crash or a usage error, not a test's SIGKILL)."""
+        return not self.stopped and self.proc.poll() is not None
 
     def event(self, key: str) -> dict | None:
         return next((e for e in self.events if key in e), None)
 
     def kill(self) -> None:
+        self.stopped = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
         self.log.close()
 
     def stop(self) -> None:
+        self.stopped = True
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -78,7 +99,7 @@ class Driver:
 
 
 class Harness:
-    def __init__(self, work: Path, members: int = 1000):
+    def __init__(self, work: Path, members: int = 1000, central_seed: bytes | None = None):
         self.work, self.members = work, members
         self.mqtt_port, self.http_port = free_port(), free_port()
         self.kiosk_mqtt_port = self.mqtt_port
@@ -89,12 +110,20 @@ class Harness:
         self.driver: Driver | None = None
         self.identity = DeviceIdentity(self.kiosk_dir)
         self.device = self.identity.device_id
-        self._seed()
+        self._seed(central_seed)
 
-    def _seed(self) -> None:
+    def _seed(self, central_seed: bytes | None) -> None:
         from central import keys, registry
         from central.settings import CentralSettings
         from central.store import open_store
+
+        if central_seed is not None:  # a chosen central key (central makes one on first use otherwise)
+            self.central_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.central_dir / keys.SIGNING_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, central_seed)
+            finally:
+                os.close(fd)
 
         box = keys.template_box(self.central_dir)
         store = open_store(self.central_dir)
@@ -166,17 +195,28 @@ class Harness:
 
     def progressing(self) -> bool:
         if self.driver is not None and self.driver.died:
-            log = (self.work / "driver.log").read_text(errors="replace")[-2000:]
-            raise AssertionError(f"the kiosk driver exited with {self.driver.proc.returncode}:\n{log}")
+            raise DriverDied(f"the kiosk driver exited with {self.driver.proc.returncode} "
+                             f"(its log is below); it said {self.driver.events[-3:]}")
         return True
 
     def wait_complete(self, timeout: float = 120.0) -> None:
+        started = time.monotonic()
         try:
             wait_for(lambda: self.progressing() and self.stored() >= self.members and self.outbox_depth() == 0,
                      timeout=timeout, what="completion")
+        except DriverDied:
+            raise
         except AssertionError:
-            raise AssertionError(f"after {timeout:.0f}s central holds {self.stored()} of {self.members} records "
-                                 f"and the outbox {self.outbox_depth()}; driver said {self.driver.events[-3:] if self.driver else None}") from None
+            depth = self.outbox_depth()
+            outbox = "absent (the kiosk never opened it)" if depth < 0 else f"holds {depth}"
+            raise AssertionError(f"after {time.monotonic() - started:.0f}s central holds {self.stored()} of {self.members} "
+                                 f"records and the outbox {outbox}; driver said {self.driver.events[-3:] if self.driver else None}") from None
+
+    def log_tails(self) -> list[tuple[str, str]]:
+        """(title, last lines) of every log of this case: what a failure report shows."""
+        logs = [("kiosk driver", self.work / "driver.log"), ("central", self.work / "central.log"),
+                ("broker output", self.work / "broker" / "out.log"), ("broker log", self.work / "broker" / "mosquitto.log")]
+        return [(f"{name}: last {LOG_TAIL_LINES} lines of {path}", tail(path)) for name, path in logs]
 
     def check_central(self) -> None:
         """Every sequence 1..N exactly once, chain intact, signatures valid, one attendance row each."""

@@ -14,8 +14,9 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
+from nacl.signing import SigningKey
 
-from contract import Topics
+from contract import Topics, public_key_text
 
 from .harness import wait_for
 from .proxy import PartitionProxy
@@ -27,6 +28,23 @@ def start(h, *driver_args):
     h.start_broker()
     h.start_central()
     return h.start_driver(*driver_args)
+
+
+def seed_of_key_starting_with(prefix: str) -> bytes:
+    """The first seed (counting up) whose Ed25519 public key, as text, starts with ``prefix``."""
+    return next(seed for seed in (i.to_bytes(32, "big") for i in range(1, 100_000))
+                if public_key_text(SigningKey(seed)).startswith(prefix))
+
+
+@pytest.mark.parametrize("fault_records", [50])
+@pytest.mark.parametrize("central_seed", [seed_of_key_starting_with("-")], ids=["key-starting-with-dash"])
+def test_kiosk_starts_when_centrals_key_begins_with_a_dash(harness):
+    """One central key in 64 starts with "-" (base64url): the kiosk must start and deliver all the same."""
+    h = harness
+    assert h.central_key.startswith("-")
+    start(h)
+    h.wait_complete()
+    h.check_central()
 
 
 def test_broker_killed_and_restarted_mid_burst(harness):
