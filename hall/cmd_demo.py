@@ -134,6 +134,7 @@ Hall demo is running (Ctrl-C stops it).
   Central       http://127.0.0.1:{central_port}/login?token={token}
   API           curl -H 'Authorization: Bearer {token}' http://127.0.0.1:{central_port}/api/meetings/{meeting_id}/attendance
   MQTT broker   127.0.0.1:{mqtt_port}    logs: {data_dir}/*.log
+  Central CLI   HALL_CENTRAL_DATA_DIR={data_dir / 'central'} .venv/bin/hall central …   (the demo's data)
   Media server  {f"rtmp://127.0.0.1:{rtmp_port}/hall (the kiosk streams the shared clip; recordings in {data_dir}/central/media)" if stream else "off"}
 
 Simulate (in another terminal, from this folder):

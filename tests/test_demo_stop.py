@@ -66,7 +66,9 @@ def test_sigterm_to_the_demo_stops_every_process_it_started_then_says_stopped(fa
     out = Lines(demo)
     tree: dict[int, str] = {}
     try:
-        assert out.until("Hall demo is running", 180), f"the demo did not come up:\n{out.text[-3000:]}"
+        assert out.until("Simulate (in another terminal", 180), f"the demo did not come up:\n{out.text[-3000:]}"
+        # The banner says how to point `hall central` commands at the demo's data (not the default var/central).
+        assert f"HALL_CENTRAL_DATA_DIR={tmp_path / 'demo' / 'central'} .venv/bin/hall central" in out.text, out.text
         # The kiosk streams the clip while the demo meeting is on: wait for its ffmpeg and central's nginx.
         deadline = time.monotonic() + 60
         while not (any(c.startswith("ffmpeg ") for c in tree.values()) and any(c.startswith("nginx") for c in tree.values())):
