@@ -15,7 +15,9 @@ import shutil
 import ssl
 import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from edge_agent.settings import AgentSettings
 
 from .enrol import TlsPaths, tls_paths
 
-OK, FAIL, SKIP = "ok", "fail", "skip"
+OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"  # a warning is worth reading but does not stop the kiosk
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Check:
     fix: str = ""
 
     def line(self) -> str:
-        mark = {OK: "[ ok ]", FAIL: "[FAIL]", SKIP: "[skip]"}[self.status]
+        mark = {OK: "[ ok ]", WARN: "[warn]", FAIL: "[FAIL]", SKIP: "[skip]"}[self.status]
         text = f"{mark} {self.name}: {self.detail}"
         return f"{text} — {self.fix}" if self.fix else text
 
@@ -65,7 +67,10 @@ class Report:
     def text(self) -> str:
         head = f"Self-test of kiosk {self.device or '(not enrolled)'}{' in hall ' + self.hall if self.hall else ''}"
         failed = sum(c.status == FAIL for c in self.checks)
+        warned = sum(c.status == WARN for c in self.checks)
         tail = "all checks passed" if self.ok else f"{failed} check(s) failed: fix them and run `hall provision selftest` again"
+        if warned:
+            tail += f", {warned} warning{'s' if warned > 1 else ''}"
         return "\n".join([head, *("  " + c.line() for c in self.checks), tail])
 
 
@@ -110,8 +115,12 @@ def check_card_reader(settings: AgentSettings) -> Check:
     from hardware.serial_ports import open_serial
 
     path = settings.card_reader
+    if not path and not settings.qr_scanner:
+        return Check("card reader", FAIL, "no card reader and no QR scanner configured: this kiosk cannot read any card",
+                     "connect the PN532 and set HALL_AGENT_CARD_READER (e.g. /dev/ttyAMA0), or the QR scanner and "
+                     "HALL_AGENT_QR_SCANNER (ls /dev/serial/by-id/), in agent.env")
     if not path:
-        return Check("card reader", SKIP, "no card reader configured (HALL_AGENT_CARD_READER is empty)")
+        return Check("card reader", SKIP, "no card reader configured (HALL_AGENT_CARD_READER is empty); the QR scanner reads cards")
     try:
         port = open_serial(path)
     except ReaderError as exc:
@@ -235,7 +244,7 @@ def check_broker(settings: AgentSettings, device_id: str | None, tls: TlsPaths, 
 def check_clock(clock: SystemClock) -> Check:
     if clock.synced():
         return Check("clock", OK, "synchronised by NTP")
-    return Check("clock", FAIL, "not synchronised (check-ins still work, but their times are marked unsure)",
+    return Check("clock", WARN, "not synchronised (check-ins still work, but their times are marked unsure)",
                  "check the network reaches an NTP server (timedatectl status; systemctl status systemd-timesyncd)")
 
 
@@ -297,6 +306,37 @@ def run_selftest(
 
         device_id = DeviceIdentity(data).device_id
     report = Report(device_id, settings.hall)
+    with quiet_hardware_libraries():
+        _run_checks(report, settings, device_id, clock=clock, tls=tls, camera_timeout=camera_timeout,
+                    broker_timeout=broker_timeout)
+    return report
+
+
+@contextmanager
+def quiet_hardware_libraries() -> Iterator[None]:
+    """Silence what OpenCV and gpiozero print on their own while the checks run.
+
+    OpenCV writes "[ WARN:0@…] global cap_v4l.cpp …" straight to stderr when a camera does not
+    open, gpiozero warns once per pin library it cannot load: the checklist says the same in plain
+    words, and the noise buried it. Only for the self-test: the agent's own log keeps them.
+    """
+    import cv2
+
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        with warnings.catch_warnings():
+            from gpiozero.exc import PinFactoryFallback, PinWarning
+
+            warnings.simplefilter("ignore", PinFactoryFallback)
+            warnings.simplefilter("ignore", PinWarning)
+            yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _run_checks(report: Report, settings: AgentSettings, device_id: str | None, *, clock: SystemClock | None,
+                tls: TlsPaths | None, camera_timeout: float, broker_timeout: float) -> None:
     steps: list[tuple[str, Callable[[], Check]]] = [
         ("camera", lambda: check_camera(settings, camera_timeout)),
         ("card reader", lambda: check_card_reader(settings)),
@@ -313,4 +353,3 @@ def run_selftest(
         except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
             report.checks.append(Check(name, FAIL, f"the check itself failed: {type(exc).__name__}: {exc}",
                                        "report this with the output of `hall provision selftest --json`"))
-    return report
