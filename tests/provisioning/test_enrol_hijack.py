@@ -108,7 +108,7 @@ class RewritingProxy:
 
     def __enter__(self) -> RewritingProxy:
         self.thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not self.server.started:
             assert time.monotonic() < deadline, "the proxy did not start"
             time.sleep(0.02)
