@@ -12,13 +12,21 @@ from central.service import CentralService
 from central.store import open_store
 from contract import Topics
 from tests.central import Device, Probe, settings_for
-from tests.conftest import free_port
+from tests.conftest import free_port, require
 
-sync_api = pytest.importorskip("playwright.sync_api")
+try:
+    from playwright import sync_api
+except ImportError:
+    sync_api = None
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+@pytest.fixture(autouse=True)
+def _browser():
+    require("playwright", sync_api is not None, "pip install -e '.[test]' (scripts/install.sh does it)")
+    require("chromium", CHROMIUM is not None, "apt-get install chromium (scripts/install.sh does it)")
+
+
 def test_page_shows_the_current_meeting_and_a_new_check_in_live(tmp_path, broker):
     settings = settings_for(tmp_path, broker.port, http_port=free_port())
     device, now = Device(), datetime.now(timezone.utc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from nacl.signing import SigningKey
 
@@ -10,6 +12,7 @@ from contract import (
     Ack,
     ContractError,
     DeviceTime,
+    Kind,
     Proof,
     RecordBody,
     SignatureError,
@@ -23,6 +26,7 @@ from contract import (
     sign_record,
     verify_record,
 )
+from edge_agent.outbox import Outbox
 
 
 def body(key: SigningKey, seq: int = 1, prev: str = GENESIS_HASH, **over) -> RecordBody:
@@ -79,11 +83,27 @@ def test_malformed_records_are_refused_with_a_reason(payload, reason):
         parse_record(payload)
 
 
-def test_chain_links_records():
+def test_the_outbox_chains_each_record_to_the_bytes_of_the_one_before(tmp_path):
+    """The chain as the kiosk computes it: record 1 names the genesis hash, every later one
+    the SHA-256 of the exact bytes the device sent before it (computed here independently)."""
     key = SigningKey.generate()
-    first = sign_record(key, body(key))
-    second = sign_record(key, body(key, seq=2, prev=first.hash))
-    assert second.prev == first.hash != second.hash
+    outbox = Outbox(tmp_path / "outbox.sqlite3", signing_key=key)
+    try:
+        for member in ("U1", "U2", "U3"):
+            outbox.append(meeting="M1", member=member, proof=Proof(card_kind="member_card", face_distance=0.3, face_threshold=0.5),
+                          time_reading=DeviceTime(wall="2026-11-25T01:00:00.000Z", synced=True, boot_id="b", monotonic=5.0))
+        sent = [q.payload for q in outbox.after(0, 10)]
+        head = outbox.head()
+    finally:
+        outbox.close()
+    records = [parse_record(p) for p in sent]
+    assert [r.seq for r in records] == [1, 2, 3]
+    assert records[0].prev == "0" * 64 == GENESIS_HASH
+    assert records[1].prev == hashlib.sha256(sent[0]).hexdigest()
+    assert records[2].prev == hashlib.sha256(sent[1]).hexdigest()
+    assert head == (3, hashlib.sha256(sent[2]).hexdigest())
+    for r in records:
+        verify_record(key.verify_key, r)
 
 
 def test_signed_ack_and_tamper():
@@ -106,7 +126,11 @@ def test_templates_open_only_for_their_device():
 
 def test_topics_parse_and_reject():
     t = Topics("hall/v1")
-    assert t.parse(t.attendance("d1")) == ("d1", t.parse(t.attendance("d1"))[1])
+    assert t.attendance("d1") == "hall/v1/d1/attendance"
+    assert t.parse("hall/v1/d1/attendance") == ("d1", Kind.ATTENDANCE)
+    assert t.parse("hall/v1/d2/ack") == ("d2", Kind.ACK)
+    assert t.parse("hall/v1/d3/status") == ("d3", Kind.STATUS)
+    assert t.parse("hall/v1/d4/bundle") == ("d4", Kind.BUNDLE)
     for bad in ("other/d1/attendance", "hall/v1/d1/unknown", "hall/v1/d1"):
         with pytest.raises(ContractError):
             t.parse(bad)

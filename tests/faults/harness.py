@@ -20,6 +20,8 @@ from collections import deque
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import httpx
+
 from contract import GENESIS_HASH, parse_record, sha256_hex, verify_key_from_text, verify_record
 from edge_agent.identity import DeviceIdentity
 from hall.processes import Child, free_port, mosquitto_binary, mosquitto_config, wait_port
@@ -173,6 +175,13 @@ class Harness:
                 child.stop()
 
     # -- observation ----------------------------------------------------------------
+
+    def collector_counts(self) -> dict:
+        """Central's collector counters (duplicates, rejected, forks, ...) from its staff API."""
+        reply = httpx.get(f"http://127.0.0.1:{self.http_port}/api/collector",
+                          headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+        reply.raise_for_status()
+        return reply.json()
 
     def central_db(self) -> sqlite3.Connection:
         conn = sqlite3.connect(f"file:{self.central_dir / 'central.db'}?mode=ro", uri=True, timeout=10)

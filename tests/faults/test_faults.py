@@ -158,14 +158,24 @@ def test_duplicate_and_replayed_messages_are_no_ops(harness):
     topics = Topics()
     with h.central_db() as c:
         old = [r[0] for r in c.execute("SELECT body FROM records WHERE device = ? AND seq IN (1, 2, 500, 1000)", [h.device])]
+    before = h.collector_counts()
+
+    def duplicates() -> int:
+        return h.collector_counts().get("duplicates", 0) - before.get("duplicates", 0)
+
     client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="replayer")
     client.connect("127.0.0.1", h.mqtt_port)
     client.loop_start()
-    for body in old + old:
-        client.publish(topics.attendance(h.device), body.encode(), qos=1).wait_for_publish(5)
-    time.sleep(1)
-    client.publish(topics.attendance(h.device), old[0].encode(), qos=1).wait_for_publish(5)  # an old one, later
-    time.sleep(1.5)
-    client.loop_stop()
-    client.disconnect()
+    try:
+        for body in old + old:
+            client.publish(topics.attendance(h.device), body.encode(), qos=1).wait_for_publish(5)
+        # evidence, not a sleep: central has processed every replay (and counted it as a duplicate)
+        wait_for(lambda: duplicates() >= 8, what="central to process the 8 replays")
+        client.publish(topics.attendance(h.device), old[0].encode(), qos=1).wait_for_publish(5)  # an old one, later
+        wait_for(lambda: duplicates() >= 9, what="central to process the late replay")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    after = h.collector_counts()
+    assert after.get("rejected", 0) == before.get("rejected", 0) and after.get("forks", 0) == before.get("forks", 0)
     h.check_central()

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import paho.mqtt.client as mqtt
-import pytest
 
 from central import keys
 from central.api import create_app
@@ -23,7 +22,7 @@ from central.enrol_service import EnrolListener
 from central.enrol_tokens import EnrolmentConfig
 from central.pki import CentralPki
 from central.store import Store
-from tests.conftest import free_port, wait_port
+from tests.conftest import free_port, require, wait_port
 
 STAFF_TOKEN = "test-staff-token-0123456789"
 
@@ -43,8 +42,7 @@ class TlsBroker:
 
     def start(self) -> None:
         exe = mosquitto_binary()
-        if exe is None:
-            pytest.skip("mosquitto is not installed")
+        require("mosquitto", exe is not None, "apt-get install mosquitto (scripts/install.sh does it)")
         self.proc = subprocess.Popen([exe, "-c", str(self.files.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
 
