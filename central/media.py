@@ -1,7 +1,9 @@
 """Central's media server: nginx with the RTMP module, configured and run by this project.
 
 - ``rtmp://HOST:RTMP_PORT/hall/<device>.<key>``: each hall's kiosk pushes here;
-  every push is recorded (``record all``) under ``<data_dir>/media/recordings``.
+  every push is recorded (``record all``, in chunks of ``record_chunk_s``) under
+  ``<data_dir>/media/recordings``, kept within a quota and a maximum age
+  (``central/media_retention.py``), enforced periodically and whenever a recording ends.
 - ``rtmp://HOST:RTMP_PORT/main/<device>.<key>``: the main room's encoder pushes
   here; nginx cuts it into HLS under ``<data_dir>/media/hls`` and serves it at
   ``http://HOST:HTTP_PORT/hls/<name>.m3u8`` for the kiosks' page.
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from .errors import CentralError
 from .keys import _load_or_create
+from .media_retention import RecordingRetention
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +92,16 @@ class MediaServer:
         rtmp_module: Path = RTMP_MODULE,
         hls_fragment_s: int = 2,
         hls_playlist_s: int = 12,
+        quota_bytes: int | None = None,
+        max_age_s: float | None = None,
+        retention_interval_s: float = 60.0,
+        record_chunk_s: int = 600,
     ):
         self.root = Path(data_dir).resolve() / "media"
         self.on_publish_url = on_publish_url
+        # nginx reports each finished recording next to where it asks about publishers.
+        self.on_record_done_url = on_publish_url.rpartition("/")[0] + "/on_record_done"
+        self.record_chunk_s, self.retention_interval_s = record_chunk_s, retention_interval_s
         self.rtmp_port, self.http_port, self.host = rtmp_port, http_port, host
         self.nginx, self.rtmp_module = nginx, Path(rtmp_module)
         self.hls_fragment_s, self.hls_playlist_s = hls_fragment_s, hls_playlist_s
@@ -99,6 +109,34 @@ class MediaServer:
         self.conf_path, self.pid_path = self.root / "nginx.conf", self.root / "nginx.pid"
         self.error_log = self.root / "logs" / "error.log"
         self._proc: subprocess.Popen[bytes] | None = None
+        self.retention = RecordingRetention(self.recordings_dir, quota_bytes=quota_bytes, max_age_s=max_age_s,
+                                            open_files=self.open_files)
+
+    def open_files(self) -> set[Path]:
+        """Files nginx (master and workers) holds open now: recordings still being written."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return set()
+        pids = {proc.pid}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if int((entry / "stat").read_text().rpartition(")")[2].split()[1]) == proc.pid:
+                        pids.add(int(entry.name))
+                except (OSError, IndexError, ValueError):
+                    continue
+        out: set[Path] = set()
+        for pid in pids:
+            try:
+                fds = list(Path(f"/proc/{pid}/fd").iterdir())
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    out.add(Path(os.readlink(fd)))
+                except OSError:
+                    continue
+        return out
 
     @property
     def _relay_host(self) -> str:
@@ -144,6 +182,9 @@ rtmp {{
             record all;
             record_path {_conf(str(self.recordings_dir))};
             record_unique on;
+            # Chunks: the retention can delete the finished parts of a push that lasts for hours.
+            record_interval {self.record_chunk_s}s;
+            on_record_done {self.on_record_done_url};
         }}
         application main {{
             on_publish {self.on_publish_url};
@@ -217,6 +258,7 @@ http {{
         if self.running:
             return
         self.check()
+        self.retention.enforce()
         self._proc = subprocess.Popen(self._argv("-g", "daemon off;"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -236,6 +278,7 @@ http {{
                 raise MediaServerError(f"nginx did not listen on {sorted(pending)} within {timeout}s: {self.last_errors()}")
             if pending:
                 time.sleep(0.05)
+        self.retention.start(self.retention_interval_s)
         log.info("media server up: %s", self.urls)
 
     @property
@@ -248,6 +291,7 @@ http {{
 
     def stop(self, timeout: float = 5.0, *, kill: bool = False) -> None:
         """SIGQUIT (graceful: finishes recordings) → wait → SIGKILL the group; ``kill=True`` simulates a crash."""
+        self.retention.stop()
         proc = self._proc
         if proc is None or proc.poll() is not None:
             self._proc = None

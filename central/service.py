@@ -83,7 +83,11 @@ class CentralService:
             self.media = MediaServer(self.settings.data_dir,
                                      on_publish_url=f"http://127.0.0.1:{self.settings.http_port}/media/on_publish",
                                      rtmp_port=self.settings.media_rtmp_port, http_port=self.settings.media_http_port,
-                                     host=self.settings.media_host)
+                                     host=self.settings.media_host,
+                                     quota_bytes=int(self.settings.media_quota_mb * 1024 * 1024) or None,
+                                     max_age_s=self.settings.media_max_age_days * 86400 or None,
+                                     retention_interval_s=self.settings.media_retention_interval_s)
+            app.state.media_server = self.media
             self.media.start()
             log.info("media server: %s", self.media.urls)
         log.info("central running: %s", self.url)

@@ -77,6 +77,9 @@ class CentralSettings(BaseSettings):
     media_host: str = Field("127.0.0.1", description="address the media server listens on")
     media_rtmp_port: int = Field(1935, description="RTMP port the halls push to")
     media_http_port: int = Field(8081, description="HTTP port serving the main room's HLS")
+    media_quota_mb: float = Field(20480.0, ge=0, description="disk the halls' recordings may use (a hall's push is ~250 MB an hour); beyond it the oldest finished recordings are deleted, and GET /api/media says so; 0 = no quota")
+    media_max_age_days: float = Field(90.0, ge=0, description="recordings older than this are deleted; 0 = no age limit")
+    media_retention_interval_s: float = Field(60.0, gt=0, description="how often the recordings' quota and age limit are applied (also whenever a recording ends)")
     bundle_check_s: float = Field(1.0, description="how often the collector looks for registry changes to republish bundles")
 
     @classmethod

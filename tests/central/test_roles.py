@@ -18,10 +18,11 @@ PAGES = {("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"
 # Every route needing no staff login: the pages, and routes that check a credential of their own (a one-time token...).
 PUBLIC = PAGES | {("POST", "/enrol"), ("GET", "/enrol/ca")}  # the CA certificate is public by nature
 # Called by central's own media server, never by staff: they check their caller themselves.
-MACHINE = {("POST", "/media/on_publish")}
+MACHINE = {("POST", "/media/on_publish"), ("POST", "/media/on_record_done")}
 REQUIRED = {
     ("GET", "/api/me"): V,
     ("GET", "/api/collector"): V,
+    ("GET", "/api/media"): V,
     ("GET", "/api/meetings"): V,
     ("GET", "/api/meetings/{meeting_id}/attendance"): V,
     ("GET", "/api/devices"): V,

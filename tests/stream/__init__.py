@@ -71,7 +71,7 @@ def codecs(info: dict[str, Any]) -> set[str]:
 class Central:
     """central's API (with the media router) on a free port, and its nginx media server."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, **media: Any):
         self.store: Store = open_store(workdir / "central")
         self.secret = media_secret(workdir / "central")
         self.api_port = free_port()
@@ -82,8 +82,10 @@ class Central:
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.media = MediaServer(
             workdir / "central", on_publish_url=f"http://127.0.0.1:{self.api_port}/media/on_publish",
-            rtmp_port=free_port(), http_port=free_port(),
+            rtmp_port=free_port(), http_port=free_port(), **media,
         )
+        app.state.media_server = self.media
+        self.app = app
         self.device = Device()
         registry.add_device(self.store, self.device.public_key, "H1")
 

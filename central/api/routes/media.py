@@ -8,14 +8,18 @@ connect/publish fields form-encoded (``call=publish&app=hall&name=...&addr=...``
 anything else makes nginx drop the publisher.
 Every refusal is logged and kept in the rejections table (topic
 ``media/on_publish``) with its reason, the presented key redacted.
+
+``on_record_done`` (nginx, when a recording file is closed) applies the
+recordings' retention at once; ``GET /api/media`` shows staff what is kept.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import time
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -24,7 +28,7 @@ from fastapi.responses import Response
 from ... import registry
 from ...ingest import reject
 from ...media import KEY_SEP, check_stream_key
-from ..deps import MachineCallback, StoreDep
+from ..deps import MachineCallback, StoreDep, Viewer
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,8 @@ def media_secret_of(request: Request) -> bytes | None:
 LoopbackOnly = Depends(loopback_only)
 MediaSecret = Annotated[bytes | None, Depends(media_secret_of)]
 
-router = APIRouter(prefix="/media", tags=["media"], dependencies=[MachineCallback, LoopbackOnly])
+callbacks = APIRouter(prefix="/media", tags=["media"], dependencies=[MachineCallback, LoopbackOnly])
+staff = APIRouter(tags=["media"])
 
 
 def _throttle(request: Request, what: tuple[object, ...]) -> int | None:
@@ -88,7 +93,7 @@ def _redacted(fields: dict[str, str]) -> bytes:
     return urlencode(shown).encode()
 
 
-@router.post("/on_publish", status_code=status.HTTP_302_FOUND)
+@callbacks.post("/on_publish", status_code=status.HTTP_302_FOUND)
 async def on_publish(request: Request, store: StoreDep, secret: MediaSecret) -> Response:
     """Called by nginx-rtmp (not staff) when a device starts pushing: 302 allows (renamed to the device id), 403 refuses."""
     body = (await request.body())[:MAX_BODY]
@@ -124,3 +129,29 @@ async def on_publish(request: Request, store: StoreDep, secret: MediaSecret) -> 
     # A 3xx from on_publish makes nginx-rtmp rename the stream to Location: the HLS
     # playlist and the recordings are then named by device id, without the key.
     return Response(status_code=status.HTTP_302_FOUND, headers={"Location": device_id})
+
+
+@callbacks.post("/on_record_done")
+async def on_record_done(request: Request) -> Response:
+    """Called by nginx-rtmp (not staff) when a recording file is closed: apply the retention now."""
+    server = getattr(request.app.state, "media_server", None)
+    if server is not None:
+        deleted = await asyncio.to_thread(server.retention.enforce)
+        if deleted:
+            log.info("media: recording finished; retention deleted %d older recordings", deleted)
+    return Response(status_code=status.HTTP_200_OK)
+
+
+@staff.get("/api/media")
+def media_status(request: Request, _: Viewer) -> dict[str, Any]:
+    """The media server's addresses and the recordings kept: bytes used, quota, max age, what was deleted."""
+    server = getattr(request.app.state, "media_server", None)
+    if server is None:
+        return {"enabled": False}
+    return {"enabled": True, "running": server.running, "urls": server.urls, "recordings": server.retention.status()}
+
+
+# What the media deployment includes: nginx's callbacks (loopback only) and the staff status.
+router = APIRouter()
+router.include_router(callbacks)
+router.include_router(staff)
