@@ -9,7 +9,10 @@
   ``http://HOST:HTTP_PORT/hls/<name>.m3u8`` for the kiosks' page.
 - Both applications ask central's API before accepting a publisher
   (``on_publish``, see ``central/api/routes/media.py``): only an enrolled, not
-  revoked device presenting its HMAC stream key may push.
+  revoked device presenting its HMAC stream key may push, and into ``main`` only
+  a device of the main room's hall (``main_hall``). The internal ``main_hls``
+  application asks too: only the relay from ``main``, which presents the relay
+  key (derived from the media secret) in its connect URL, may publish there.
 
 Stream keys: ``key = base64url(HMAC-SHA256(media secret, device_id))`` without
 padding; the stream name is ``<device_id>.<key>``. The media secret is a 0600
@@ -41,6 +44,8 @@ MEDIA_KEY_FILE = "media.key"
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 KEY_SEP = "."
 HLS_APP = "main_hls"  # internal: fed only by the relay from "main"
+MAIN_HALL = "MAIN"  # devices of this hall may publish into "main"
+RELAY_PARAM = "relay"
 
 
 class MediaServerError(CentralError, RuntimeError):
@@ -58,6 +63,12 @@ def stream_key(secret: bytes, device_id: str) -> str:
         raise ValueError(f"bad device id for a stream key: {device_id!r}")
     mac = hmac.new(secret, b"hall media v1:" + device_id.encode(), hashlib.sha256).digest()
     return f"{device_id}{KEY_SEP}{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+def relay_key(secret: bytes) -> str:
+    """What the main → main_hls relay presents (``?relay=`` in its tcUrl): no device can compute it."""
+    mac = hmac.new(secret, b"hall media relay v1", hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 def check_stream_key(secret: bytes, name: str) -> str | None:
@@ -96,12 +107,15 @@ class MediaServer:
         max_age_s: float | None = None,
         retention_interval_s: float = 60.0,
         record_chunk_s: int = 600,
+        main_hall: str = MAIN_HALL,
     ):
         self.root = Path(data_dir).resolve() / "media"
         self.on_publish_url = on_publish_url
         # nginx reports each finished recording next to where it asks about publishers.
         self.on_record_done_url = on_publish_url.rpartition("/")[0] + "/on_record_done"
         self.record_chunk_s, self.retention_interval_s = record_chunk_s, retention_interval_s
+        self.main_hall = main_hall
+        self._data_dir = Path(data_dir)
         self.rtmp_port, self.http_port, self.host = rtmp_port, http_port, host
         self.nginx, self.rtmp_module = nginx, Path(rtmp_module)
         self.hls_fragment_s, self.hls_playlist_s = hls_fragment_s, hls_playlist_s
@@ -192,10 +206,13 @@ rtmp {{
             live on;
             deny play all;
             # on_publish renames the stream to the device id; the relay carries that name,
-            # so the HLS files served to kiosks never show the publisher's key.
-            push rtmp://{self._relay_host}:{self.rtmp_port}/{HLS_APP};
+            # so the HLS files served to kiosks never show the publisher's key. The relay key in
+            # its URL reaches on_publish as the tcUrl: main_hls accepts no other publisher.
+            push rtmp://{self._relay_host}:{self.rtmp_port}/{HLS_APP}?{RELAY_PARAM}={relay_key(media_secret(self._data_dir))};
         }}
         application {HLS_APP} {{
+            on_publish {self.on_publish_url};
+            notify_method post;
             live on;
             allow publish {self._relay_host};
             deny publish all;
@@ -235,9 +252,15 @@ http {{
 """
 
     def write_config(self) -> Path:
-        for d in (self.recordings_dir, self.hls_dir, self.error_log.parent, self.root / "tmp"):
+        # Recordings are of members' meetings, and the config holds the relay key: ours alone
+        # (nginx runs as this user, and its files are made 0600 by the umask it is started with).
+        for d in (self.root, self.recordings_dir, self.hls_dir, self.error_log.parent, self.root / "tmp"):
             d.mkdir(parents=True, exist_ok=True)
-        self.conf_path.write_text(self.config_text(), encoding="utf-8")
+            d.chmod(0o700)
+        fd = os.open(self.conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(self.config_text())
         return self.conf_path
 
     def _argv(self, *extra: str) -> list[str]:
@@ -260,7 +283,7 @@ http {{
         self.check()
         self.retention.enforce()
         self._proc = subprocess.Popen(self._argv("-g", "daemon off;"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, start_new_session=True)
+                                      stderr=subprocess.PIPE, start_new_session=True, umask=0o077)
         deadline = time.monotonic() + timeout
         pending = {self.rtmp_port, self.http_port}
         while pending:

@@ -86,7 +86,8 @@ class CentralService:
                                      host=self.settings.media_host,
                                      quota_bytes=int(self.settings.media_quota_mb * 1024 * 1024) or None,
                                      max_age_s=self.settings.media_max_age_days * 86400 or None,
-                                     retention_interval_s=self.settings.media_retention_interval_s)
+                                     retention_interval_s=self.settings.media_retention_interval_s,
+                                     main_hall=self.settings.media_main_hall)
             app.state.media_server = self.media
             self.media.start()
             log.info("media server: %s", self.media.urls)

@@ -80,6 +80,7 @@ class CentralSettings(BaseSettings):
     media_quota_mb: float = Field(20480.0, ge=0, description="disk the halls' recordings may use (a hall's push is ~250 MB an hour); beyond it the oldest finished recordings are deleted, and GET /api/media says so; 0 = no quota")
     media_max_age_days: float = Field(90.0, ge=0, description="recordings older than this are deleted; 0 = no age limit")
     media_retention_interval_s: float = Field(60.0, gt=0, description="how often the recordings' quota and age limit are applied (also whenever a recording ends)")
+    media_main_hall: str = Field("MAIN", description="hall id of the main meeting room: only its devices' stream keys may publish into the main room's application (a hall kiosk's key may not)")
     bundle_check_s: float = Field(1.0, description="how often the collector looks for registry changes to republish bundles")
 
     @classmethod

@@ -36,7 +36,9 @@ class Recording:
         if quota_bytes <= 0:
             raise ValueError(f"recording quota must be positive, got {quota_bytes}")
         self.directory = Path(directory)
+        # Recordings of members' meetings: this user's alone (ffmpeg writes them 0600, see Streamer).
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.chmod(0o700)
         self.quota_bytes = quota_bytes
         self.pruned = Pruned()
         self._lock = threading.Lock()

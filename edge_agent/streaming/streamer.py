@@ -208,7 +208,7 @@ class Streamer:
             # signal ends it when the agent dies without stopping it (SIGKILL, crash): this thread
             # lives until ffmpeg has exited, so it is the right "parent" for the kernel.
             proc = subprocess.Popen(cmd.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL))
+                                    start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL), umask=0o077)
             self._proc = proc
             self._started_at = time.monotonic()
             self._progress, self._progress_at = {}, None

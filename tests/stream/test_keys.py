@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from central import registry
 from central.api import create_app
 from central.api.routes.media import router as media_router
-from central.media import check_stream_key, media_secret, stream_key
+from central.media import check_stream_key, media_secret, relay_key, stream_key
 from central.store import open_store
 from edge_agent.streaming import Streamer, StreamerError, redact_url, lavfi_pattern
 from tests.central import STAFF_TOKEN, Device
@@ -73,3 +73,31 @@ def test_srt_ingest_is_pushed_as_mpegts_and_rtmp_as_flv(tmp_path):
     assert "fifo_format=mpegts" in tee("srt://h:9000?streamid=publish:dabc.key")
     assert "fifo_format=flv" in tee("rtmp://h/hall/dabc.key")
     assert "|" not in Command(source=lavfi_pattern(), segment_pattern=tmp_path / "x-%05d.ts", ingest_url=None).argv()[-1]
+
+
+def test_only_the_main_room_publishes_into_main_and_only_centrals_relay_into_main_hls(tmp_path):
+    store = open_store(tmp_path)
+    kiosk, main_room = Device(), Device()
+    registry.add_device(store, kiosk.public_key, "H1")
+    registry.add_device(store, main_room.public_key, "MAIN")
+    app = create_app(store=store, staff_token=STAFF_TOKEN)
+    app.include_router(media_router)
+    app.state.media_secret = SECRET
+    local = TestClient(app, client=("127.0.0.1", 50000))
+
+    def publish(app_name: str, name: str, tcurl: str = "rtmp://127.0.0.1/x") -> int:
+        body = {"call": "publish", "app": app_name, "addr": "127.0.0.1", "name": name, "tcurl": tcurl}
+        return local.post("/media/on_publish", data=body, follow_redirects=False).status_code
+
+    assert publish("main", stream_key(SECRET, main_room.id)) == 302
+    assert publish("main", stream_key(SECRET, kiosk.id)) == 403, "a hall kiosk's key must not publish into the main room"
+    assert publish("hall", stream_key(SECRET, kiosk.id)) == 302
+    # main_hls: no key at all, or a device's own key, is refused; the relay's key in its tcUrl is accepted.
+    assert publish("main_hls", main_room.id) == 403
+    assert publish("main_hls", stream_key(SECRET, main_room.id)) == 403
+    assert publish("main_hls", main_room.id, f"rtmp://127.0.0.1:1935/main_hls?relay={relay_key(b'x' * 32)}") == 403
+    assert publish("main_hls", main_room.id, f"rtmp://127.0.0.1:1935/main_hls?relay={relay_key(SECRET)}") == 200
+    reasons = [r["reason"] for r in store.rows("SELECT reason FROM rejections WHERE topic = 'media/on_publish' ORDER BY id")]
+    assert "only the main room" in reasons[0] and all("main_hls takes only" in r for r in reasons[1:]), reasons
+    assert all(relay_key(b"x" * 32) not in r["payload"] for r in store.rows("SELECT payload FROM rejections"))
+    store.close()

@@ -49,6 +49,11 @@ def test_hall_push_is_recorded_and_the_main_room_is_served_as_hls(central, tmp_p
     central.media.stop()  # closes the recordings
     files = central.media.recordings()
     assert [f.name.startswith(central.device.id + "-") for f in files] == [True], files
+    # Recordings of members' meetings are central's alone, as the kiosk's own are the kiosk's.
+    for d in (central.media.root, central.media.recordings_dir, tmp_path / "rec"):
+        assert d.stat().st_mode & 0o777 == 0o700, d
+    for f in [*files, *(tmp_path / "rec").glob("*.ts")]:
+        assert f.stat().st_mode & 0o777 == 0o600, f
     info = probe(files[0])
     assert codecs(info) == {"h264", "aac"} and float(info["format"]["duration"]) > 1.5
 
@@ -145,3 +150,19 @@ def test_kiosk_page_plays_the_main_room_natively_in_chromium(central, tmp_path):
                 browser.close()
     finally:
         main.stop()
+
+
+def test_nothing_but_centrals_relay_may_publish_into_main_hls(central, tmp_path):
+    # A local process pushing straight into the internal HLS application, with or without a device's key.
+    for name in ("intruder", central.ingest().rpartition("/")[2]):
+        before = len(central.rejections())
+        s = _hall_streamer(central, tmp_path / name[:8], ingest_url=central.ingest("main_hls", key=name))
+        s.start()
+        try:
+            wait_until(lambda: len(central.rejections()) > before, 15, "the refusal to be kept",
+                       on_timeout=lambda: (s.state()["state"], central.rejections()))
+            assert "main_hls takes only" in central.rejections()[-1]["reason"]
+            assert s.state()["state"] != "live"
+        finally:
+            s.stop()
+    assert not list(central.media.hls_dir.glob("*.m3u8")), "an intruder's stream was served as HLS"

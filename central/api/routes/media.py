@@ -16,24 +16,25 @@ recordings' retention at once; ``GET /api/media`` shows staff what is kept.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import ipaddress
 import logging
 import time
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import Response
 
 from ... import registry
 from ...ingest import reject
-from ...media import KEY_SEP, check_stream_key
+from ...media import HLS_APP, KEY_SEP, MAIN_HALL, RELAY_PARAM, check_stream_key, relay_key
 from ..deps import MachineCallback, StoreDep, Viewer
 
 log = logging.getLogger(__name__)
 
 TOPIC = "media/on_publish"
-APPS = ("hall", "main")
+APPS = ("hall", "main", HLS_APP)
 MAX_BODY = 4096
 REPEAT_WINDOW_S = 60.0
 
@@ -90,6 +91,8 @@ def _redacted(fields: dict[str, str]) -> bytes:
     name = shown.get("name", "")
     if KEY_SEP in name:
         shown["name"] = name.partition(KEY_SEP)[0] + KEY_SEP + "***"
+    if "?" in shown.get("tcurl", ""):
+        shown["tcurl"] = shown["tcurl"].partition("?")[0] + "?***"
     return urlencode(shown).encode()
 
 
@@ -106,14 +109,21 @@ async def on_publish(request: Request, store: StoreDep, secret: MediaSecret) -> 
         reason = "central has no media secret configured"
     elif app not in APPS:
         reason = f"unknown application {app!r}"
+    elif app == HLS_APP:
+        presented = parse_qs(urlsplit(fields.get("tcurl", "")).query).get(RELAY_PARAM, [""])[0]
+        if not hmac.compare_digest(presented.encode(), relay_key(secret).encode()):
+            reason = f"{HLS_APP} takes only central's relay from main (no relay key)"
     elif (device_id := check_stream_key(secret, name)) is None:
         reason = "wrong stream key" if claimed else "no stream key"
     else:
         row = registry.get_device(store, device_id)
+        main_hall = getattr(getattr(request.app.state, "media_server", None), "main_hall", MAIN_HALL)
         if row is None:
             reason = "device not registered"
         elif row.get("revoked_at"):
             reason = f"device revoked on {row['revoked_at']}"
+        elif app == "main" and row.get("hall") != main_hall:
+            reason = f"only the main room (hall {main_hall}) may publish into main, not a device of hall {row.get('hall')}"
     if reason is not None:
         text = f"publish to {app or '?'} from {fields.get('addr', '?')} refused: {reason}"
         repeats = _throttle(request, (claimed, app, fields.get("addr"), reason))
@@ -125,6 +135,8 @@ async def on_publish(request: Request, store: StoreDep, secret: MediaSecret) -> 
             with store.transaction():
                 reject(store, TOPIC, claimed, text, _redacted(fields))
         return Response(status_code=status.HTTP_403_FORBIDDEN, content=reason, media_type="text/plain")
+    if app == HLS_APP:
+        return Response(status_code=status.HTTP_200_OK)  # the relay: already renamed to the device id
     log.info("media: device %s publishing to %s from %s", device_id, app, fields.get("addr", "?"))
     # A 3xx from on_publish makes nginx-rtmp rename the stream to Location: the HLS
     # playlist and the recordings are then named by device id, without the key.
