@@ -52,7 +52,7 @@ class CentralService:
         self.collector = Collector(self.settings, self.store, key=key, box=box)
         self.collector.start()
         app = create_app(store=self.store, staff_token=token, collector=self.collector,
-                         session_ttl_s=self.settings.session_hours * 3600)
+                         session_ttl_s=self.settings.session_hours * 3600, public_origins=self.settings.allowed_origins())
         config = uvicorn.Config(app, host=self.settings.http_host, port=self.settings.http_port, log_level="warning", lifespan="off")
         self._enable_enrolment(app)
         if self.settings.media_enabled:

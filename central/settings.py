@@ -30,6 +30,8 @@ PLACEHOLDER_TOKENS = {
     "staff", "admin", "placeholder", "example", "test", "xxx", "todo", "none", "null",
 }
 MIN_TOKEN_CHARS = 16
+# Bound to one of these, the page is opened at a loopback address (a wildcard is no origin a browser sends).
+LOOPBACK_OR_WILDCARD = ("0.0.0.0", "::", "", "127.0.0.1", "localhost", "::1")
 
 
 class CredentialsDirectorySource(PydanticBaseSettingsSource):
@@ -64,6 +66,7 @@ class CentralSettings(BaseSettings):
     staff_token: SecretStr = Field(SecretStr(""), description="shared bootstrap token: an admin credential (Bearer header or /login?token=) until staff accounts exist; also read from $CREDENTIALS_DIRECTORY/staff_token")
     staff_token_enabled: bool = Field(True, description="accept the shared staff token as an admin credential; set false once `hall central user add --role admin` has made a real admin, and the token is then neither needed nor accepted")
     session_hours: float = Field(12.0, gt=0, le=24 * 30, description="how long a staff login lasts before the password is asked again")
+    public_origins: str = Field("", description="comma-separated origins staff open the page at (https://central.example); a state-changing request carrying a login cookie must come from one of them (Origin or Referer). Empty: http://HTTP_HOST:HTTP_PORT, and its localhost/127.0.0.1 forms for a loopback or wildcard host")
     mqtt_tls_ca: Path | None = Field(None, description="CA certificate for a TLS broker (central's own CA: data_dir/pki/ca.crt)")
     mqtt_tls_cert: Path | None = Field(None, description="central's client certificate for a TLS broker (data_dir/pki/central.crt)")
     mqtt_tls_key: Path | None = Field(None, description="central's TLS key (data_dir/pki/central.key)")
@@ -114,6 +117,17 @@ class CentralSettings(BaseSettings):
         lowered = token.lower()
         if lowered in PLACEHOLDER_TOKENS or lowered.startswith(("<", "your", "change")) or len(set(token)) < 4:
             raise SettingsError(
+    def allowed_origins(self) -> list[str]:
+        """Where staff pages are served from, as browsers write an Origin header."""
+        if self.public_origins.strip():
+            return [o.strip() for o in self.public_origins.split(",") if o.strip()]
+        host = self.http_host.strip()
+        if host in LOOPBACK_OR_WILDCARD:
+            hosts = ["127.0.0.1", "localhost", "[::1]"]
+        else:
+            hosts = [f"[{host}]" if ":" in host else host]
+        return [f"http://{h}:{self.http_port}" for h in hosts]
+
                 "the staff token is empty or a placeholder: set HALL_CENTRAL_STAFF_TOKEN or "
                 "$CREDENTIALS_DIRECTORY/staff_token to a random value (python -c 'import secrets; print(secrets.token_urlsafe(24))')"
             )

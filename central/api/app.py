@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..store import Store
-from .deps import Public, current_staff
+from .deps import Public, current_staff, origin_of
 from .routes import devices, meetings, rejections, session, system, users
 
 PAGE = Path(__file__).resolve().parent.parent / "static" / "index.html"
@@ -107,13 +107,19 @@ def all_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
 
 
 def create_app(
-    *, store: Store, staff_token: str | None, collector: Any = None, session_ttl_s: float = DEFAULT_SESSION_S
+    *, store: Store, staff_token: str | None, collector: Any = None, session_ttl_s: float = DEFAULT_SESSION_S,
+    public_origins: Iterable[str] = (),
 ) -> FastAPI:
-    """``staff_token``: the checked bootstrap token (CentralSettings.checked_staff_token), or None to accept accounts only."""
+    """``staff_token``: the checked bootstrap token (CentralSettings.checked_staff_token), or None to accept accounts only.
+
+    ``public_origins``: where staff open the page (CentralSettings.allowed_origins); a state-changing
+    request with a session cookie from anywhere else is refused. None given: cookies change nothing.
+    """
     app = FastAPI(title="Hall central", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit)
     app.state.store, app.state.staff_token, app.state.collector = store, staff_token or None, collector
     app.state.session_ttl_s = session_ttl_s
+    app.state.public_origins = frozenset(filter(None, map(origin_of, public_origins)))
     for module in (session, meetings, devices, rejections, users, system):
         app.include_router(module.router)
     page = PAGE.read_text(encoding="utf-8")

@@ -12,7 +12,8 @@ A caller proves who they are with, in this order:
   while ``staff_token_enabled`` (compatibility with the demo and older scripts);
 - the ``hall_session`` cookie set by ``/login``: a server-side session. It is
   HttpOnly and SameSite=Strict, so scripts and other sites cannot use it, and a
-  state-changing request carrying it must come from this site's own pages.
+  state-changing request carrying it must come from this site's own pages: its
+  Origin (or Referer) must be one of central's configured public origins.
 
 401 means "who are you?" (no or bad credentials), 403 "you may not" (role too low).
 """
@@ -31,6 +32,8 @@ from ..store import Store
 
 SESSION_COOKIE = "hall_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Integers a route passes to SQLite must fit its 64-bit INTEGER, or the query fails with a 500.
+SQLITE_MAX_INT = 2**63 - 1
 
 
 def remote_of(request: Request) -> str | None:
@@ -62,11 +65,32 @@ def current_staff(request: Request) -> Staff | None:
     return staff
 
 
-def _same_origin(request: Request) -> bool:
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` as browsers write Origin: lower case, no path, no default port."""
+    parts = urlsplit(url.strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        return ""
+    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def _from_our_pages(request: Request) -> bool:
+    """Whether a request carrying the session cookie comes from central's own pages.
+
+    Browsers send Origin (or at least Referer) with every state-changing request; one with
+    neither is refused. It is compared with the origins central is configured to be served
+    at, never with the Host header, which the requester chooses (DNS rebinding).
+    """
     source = request.headers.get("origin") or request.headers.get("referer")
-    if not source:
-        return True  # browsers send Origin on cross-site POSTs; its absence means a same-site or non-browser caller
-    return urlsplit(source).netloc == request.headers.get("host", "")
+    if not source or source == "null":
+        return False
+    return origin_of(source) in request.app.state.public_origins
 
 
 def require_role(role: Role) -> Callable[[Request], Staff]:
@@ -78,7 +102,8 @@ def require_role(role: Role) -> Callable[[Request], Staff]:
                 detail="staff login required / cần đăng nhập nhân viên",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        if staff.via == "session" and request.method not in SAFE_METHODS and not _same_origin(request):
+        # Only the cookie rides along on a cross-site request; a bearer token is never sent by a browser on its own.
+        if staff.via == "session" and request.method not in SAFE_METHODS and not _from_our_pages(request):
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="cross-site request refused / yêu cầu từ trang khác bị từ chối")
         if not staff.may(role):
             raise HTTPException(

@@ -15,6 +15,7 @@ from tests.central import STAFF_TOKEN
 
 PASSWORD = {"viewer": "viewer-pass-Ao1", "technician": "technician-pass-Bo2", "admin": "admin-pass-Co3"}
 SESSION_S = 3600.0
+ORIGIN = "http://testserver"  # where TestClient's requests say they go: the page's origin in these tests
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Staffed:
         response = client.post("/login", data={"username": username, "password": password or PASSWORD[username]},
                                follow_redirects=False)
         assert response.status_code == 303, response.text
+        client.headers["Origin"] = ORIGIN  # as a browser on central's page sends with every POST/PATCH/DELETE
         return client
 
     def audit(self, action: str | None = None) -> list[dict[str, Any]]:
@@ -42,7 +44,8 @@ class Staffed:
 def staffed(tmp_path):
     """Users named after their role (viewer, technician, admin), each with the password PASSWORD[role] and an API token."""
     store = open_store(tmp_path / "central")
-    env = Staffed(store, create_app(store=store, staff_token=STAFF_TOKEN, session_ttl_s=SESSION_S))
+    env = Staffed(store, create_app(store=store, staff_token=STAFF_TOKEN, session_ttl_s=SESSION_S,
+                                        public_origins=[ORIGIN]))
     for role in ("viewer", "technician", "admin"):
         accounts.add_user(store, role, role, PASSWORD[role])
         env.tokens[role] = accounts.issue_token(store, role, f"{role} script")[1]

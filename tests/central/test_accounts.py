@@ -167,6 +167,32 @@ def test_cross_site_posts_with_a_session_cookie_are_refused(staffed):
     assert technician.post("/api/devices/nobody/revoke", headers={"Origin": "http://testserver"}).status_code == 404
 
 
+def test_a_cookie_request_must_name_a_configured_origin_not_just_match_its_own_host_header(staffed):
+    session = {"hall_session": staffed.login("technician").cookies["hall_session"]}
+    bare = staffed.client(cookies=session)  # no Origin, no Referer: a browser always sends one of them on POST
+    assert bare.post("/api/devices/nobody/revoke").status_code == 403
+    # DNS rebinding: evil.example resolves to central, so Origin and Host agree; neither is central's origin.
+    rebound = {"Origin": "http://evil.example:8800", "Host": "evil.example:8800"}
+    assert bare.post("/api/devices/nobody/revoke", headers=rebound).status_code == 403
+    assert bare.post("/api/devices/nobody/revoke", headers={"Origin": "null"}).status_code == 403
+    # From central's own page: the Origin, or failing that the Referer, names it.
+    assert bare.post("/api/devices/nobody/revoke", headers={"Origin": "http://testserver"}).status_code == 404
+    assert bare.post("/api/devices/nobody/revoke", headers={"Referer": "http://testserver/"}).status_code == 404
+    # A bearer token is not a cookie: scripts send no Origin and are not refused for it.
+    script = staffed.client(headers={"Authorization": f"Bearer {staffed.tokens['technician']}"})
+    assert script.post("/api/devices/nobody/revoke").status_code == 404
+
+
+def test_central_s_origins_default_to_where_it_listens_and_can_be_set(tmp_path):
+    from central.settings import CentralSettings
+
+    loopback = CentralSettings(data_dir=tmp_path, http_port=8800).allowed_origins()
+    assert "http://127.0.0.1:8800" in loopback and "http://localhost:8800" in loopback
+    assert CentralSettings(data_dir=tmp_path, http_host="10.0.0.5", http_port=80).allowed_origins() == ["http://10.0.0.5:80"]
+    assert CentralSettings(data_dir=tmp_path, public_origins="https://diem-danh.example, https://10.0.0.5:8443").allowed_origins() == [
+        "https://diem-danh.example", "https://10.0.0.5:8443"]
+
+
 def test_device_registration_and_revocation_by_technicians_are_audited(staffed):
     key = SigningKey.generate()
     device_id = device_id_from_public_key(key.verify_key)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from ... import audit, registry
 from ...errors import NotFound, RegistryError
-from ..deps import StoreDep, Technician, Viewer, remote_of
+from ..deps import SQLITE_MAX_INT, StoreDep, Technician, Viewer, remote_of
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
 
@@ -49,7 +49,7 @@ def device_records(
     _: Viewer,
     flagged: bool = Query(False, description="only records whose time central doubts (clock_flag set)"),
     limit: int = Query(100, ge=1, le=1000),
-    before_seq: int | None = Query(None, ge=1, description="page backwards: records with a lower seq"),
+    before_seq: int | None = Query(None, ge=1, le=SQLITE_MAX_INT, description="page backwards: records with a lower seq"),
 ) -> list[dict[str, Any]]:
     """A device's stored records, newest first, with where central placed each in time and why it doubts it.
 

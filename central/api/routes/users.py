@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, Field
 
 from ... import accounts, audit
 from ...errors import AccountError, UnknownUser
-from ..deps import Admin, StoreDep, remote_of
+from ..deps import SQLITE_MAX_INT, Admin, StoreDep, remote_of
 
 router = APIRouter(prefix="/api", tags=["users"])
 
@@ -102,7 +102,8 @@ def create_token(username: str, body: NewToken, store: StoreDep, staff: Admin, r
 
 
 @router.delete("/users/{username}/tokens/{token_id}")
-def revoke_token(username: str, token_id: int, store: StoreDep, staff: Admin, request: Request) -> dict[str, Any]:
+def revoke_token(username: str, token_id: Annotated[int, Path(ge=1, le=SQLITE_MAX_INT)], store: StoreDep, staff: Admin,
+                 request: Request) -> dict[str, Any]:
     with _http_errors(), store.transaction():
         accounts.revoke_token(store, username, token_id)
         audit.record(store, staff.name, "token.revoke", {"user": username, "token_id": token_id}, remote_of(request))
@@ -114,7 +115,7 @@ def audit_log(
     store: StoreDep,
     _: Admin,
     limit: int = Query(100, ge=1, le=1000),
-    before_id: int | None = Query(None, ge=1, description="page backwards: entries with a lower id"),
+    before_id: int | None = Query(None, ge=1, le=SQLITE_MAX_INT, description="page backwards: entries with a lower id"),
     actor: str | None = None,
     action: str | None = Query(None, description="an action, or a prefix ending in '.' such as 'login.'"),
 ) -> list[dict[str, Any]]:
