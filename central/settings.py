@@ -111,12 +111,6 @@ class CentralSettings(BaseSettings):
     def db_path(self) -> Path:
         return self.data_dir / "central.db"
 
-    def checked_staff_token(self) -> str:
-        """The staff token, or SettingsError when it is empty, short or an obvious placeholder."""
-        token = self.staff_token.get_secret_value().strip()
-        lowered = token.lower()
-        if lowered in PLACEHOLDER_TOKENS or lowered.startswith(("<", "your", "change")) or len(set(token)) < 4:
-            raise SettingsError(
     def allowed_origins(self) -> list[str]:
         """Where staff pages are served from, as browsers write an Origin header."""
         if self.public_origins.strip():
@@ -128,6 +122,12 @@ class CentralSettings(BaseSettings):
             hosts = [f"[{host}]" if ":" in host else host]
         return [f"http://{h}:{self.http_port}" for h in hosts]
 
+    def checked_staff_token(self) -> str:
+        """The staff token, or SettingsError when it is empty, short or an obvious placeholder."""
+        token = self.staff_token.get_secret_value().strip()
+        lowered = token.lower()
+        if lowered in PLACEHOLDER_TOKENS or lowered.startswith(("<", "your", "change")) or len(set(token)) < 4:
+            raise SettingsError(
                 "the staff token is empty or a placeholder: set HALL_CENTRAL_STAFF_TOKEN or "
                 "$CREDENTIALS_DIRECTORY/staff_token to a random value (python -c 'import secrets; print(secrets.token_urlsafe(24))')"
             )
