@@ -24,7 +24,10 @@ from .errors import NotFound, RegistryError
 from .store import Store, utc_now
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
-CARD_RE = re.compile(r"^[0-9A-F]{8,20}$")
+CARD_RE = re.compile(r"^[0-9A-F]+$")
+# ISO 14443-A UIDs are single (4), double (7) or triple (10) size; a PN532 reads no other length,
+# so a card registered with another length could never check anyone in.
+CARD_UID_BYTES = (4, 7, 10)
 CCCD_RE = re.compile(r"^[0-9]{12}$")
 
 
@@ -39,7 +42,10 @@ def normalise_card(uid: str) -> str:
     """Card UIDs are stored as the contract says: upper-case hex, no separators."""
     clean = re.sub(r"[\s:-]", "", uid or "").upper()
     if not CARD_RE.match(clean) or len(clean) % 2:
-        raise RegistryError(f"bad card UID {uid!r}: expected 4-10 bytes of hex")
+        raise RegistryError(f"bad card UID {uid!r}: expected hex digits, two per byte (separators : - or space allowed)")
+    if len(clean) // 2 not in CARD_UID_BYTES:
+        raise RegistryError(f"bad card UID {uid!r}: it is {len(clean) // 2} bytes; a member card's UID is 4, 7 or 10 bytes "
+                            "(ISO 14443-A single, double or triple size), as the card reader shows it")
     return clean
 
 
