@@ -15,6 +15,11 @@ and so re-reads the CA and the CRL too (``mosquitto_security_apply_default``):
 after a revocation a reload is enough, no restart. A revoked kiosk that is still
 connected keeps its socket until it drops, but from the reload on the ACL lets it
 neither publish nor receive anything, and its next connection fails the handshake.
+
+Started as root, Mosquitto changes to its user (``user``, default mosquitto) before it writes
+its pid file, log and ``mosquitto.db``, and re-reads the files above as that user on SIGHUP.
+So, written as root, the configuration is readable by that user's group, and what the broker
+writes lives in ``state/`` and the log file, owned by it.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from __future__ import annotations
 import grp
 import logging
 import os
+import pwd
 import shutil
 import signal
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract import DEFAULT_PREFIX, Kind, Topics
@@ -35,10 +42,11 @@ from .store import Store
 
 log = logging.getLogger("central.broker_config")
 
-CONF, ACL, PID = "mosquitto.conf", "acl", "mosquitto.pid"
+CONF, ACL, PID, STATE = "mosquitto.conf", "acl", "mosquitto.pid", "state"
 CA, CERT, KEY, CRL = "ca.crt", "broker.crt", "broker.key", "crl.pem"
 DEFAULT_TLS_PORT = 8883
 BROKER_GROUP = "mosquitto"
+BROKER_USER = "mosquitto"  # whom Mosquitto drops to when started as root and no `user` is set
 
 
 class BrokerConfigError(CentralError, OSError):
@@ -46,8 +54,18 @@ class BrokerConfigError(CentralError, OSError):
 
 
 @dataclass(frozen=True)
+class BrokerAccount:
+    """The user a root-started Mosquitto drops to: what it writes must be its own."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
 class BrokerFiles:
     dir: Path
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def conf(self) -> Path:
@@ -62,8 +80,13 @@ class BrokerFiles:
         return self.dir / CRL
 
     @property
+    def state(self) -> Path:
+        """What the broker itself writes (pid file, mosquitto.db): owned by the broker's user."""
+        return self.dir / STATE
+
+    @property
     def pid(self) -> Path:
-        return self.dir / PID
+        return self.state / PID
 
 
 def acl_text(store: Store, prefix: str = DEFAULT_PREFIX) -> str:
@@ -76,6 +99,7 @@ def acl_text(store: Store, prefix: str = DEFAULT_PREFIX) -> str:
     for kind in Kind:
         mode = "write" if kind in (Kind.ACK, Kind.BUNDLE) else "read"
         lines.append(f"topic {mode} {prefix}/+/{kind.value}")
+    lines.append(f"topic write {topics.central_heartbeat()}")  # central's broker liveness check (central/broker_link.py)
     for row in store.rows("SELECT id FROM devices WHERE revoked_at IS NULL ORDER BY id"):
         device = row["id"]
         lines += ["", f"user {device}"]
@@ -94,7 +118,7 @@ def conf_text(files: BrokerFiles, *, port: int, bind: str | None, user: str | No
         "allow_anonymous false",
         f"acl_file {files.acl}",
         "persistence true",
-        f"persistence_location {d}/",
+        f"persistence_location {files.state}/",
         # Central's persistent session holds records while central is down; a cap would drop them.
         "max_queued_messages 0",
     ]
@@ -131,6 +155,52 @@ def _write(path: Path, text: str | bytes, mode: int, group: int | None) -> None:
     os.replace(tmp, path)
 
 
+def broker_account(user: str | None) -> BrokerAccount | None:
+    """Whom a root-started broker runs as, when that is not root; None when it keeps our own user.
+
+    Mosquitto changes user only when started as root (to ``user``, default mosquitto), and opens
+    its pid file, log and persistence file after the change, and re-reads the ACL, CRL and
+    certificates on SIGHUP as that user.
+    """
+    if os.geteuid() != 0:
+        return None
+    name = user or BROKER_USER
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise BrokerConfigError(f"a broker started as root runs as user {name!r}, and there is no such user: "
+                                "install mosquitto (it creates its user) or pass --user") from None
+    return None if entry.pw_uid == 0 else BrokerAccount(name, entry.pw_uid, entry.pw_gid)
+
+
+def _cannot_enter(path: Path, account: BrokerAccount) -> Path | None:
+    """The first directory on the way to ``path`` that ``account`` may not enter, if any."""
+    groups = set(os.getgrouplist(account.name, account.gid))
+    for d in reversed(path.parents):
+        st = d.stat()
+        if st.st_uid == account.uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return d
+    return None
+
+
+def _owned_by(path: Path, account: BrokerAccount | None, mode: int, *, directory: bool) -> None:
+    """Make ``path`` (created if missing) the broker's own: it writes there after dropping root."""
+    if directory:
+        path.mkdir(parents=True, exist_ok=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode))
+    if account is not None:
+        os.chown(path, account.uid, account.gid)
+    os.chmod(path, mode)
+
+
 def _broker_group() -> int | None:
     """The mosquitto group, if it exists and we may hand files to it; the broker drops to that user."""
     try:
@@ -152,14 +222,24 @@ def write_broker_config(
     user: str | None = None,
     log_file: Path | None = None,
 ) -> BrokerFiles:
-    """Write mosquitto.conf, the ACL, the CA, a fresh broker certificate for ``hosts`` and the CRL into ``out_dir``."""
+    """Write mosquitto.conf, the ACL, the CA, a fresh broker certificate for ``hosts`` and the CRL into ``out_dir``.
+
+    Run as root, the files are made right for the user the broker drops to (``user``, default
+    mosquitto): it may read the configuration and own what it writes (``state/``, the log file).
+    ``BrokerFiles.warnings`` says when that user cannot reach them, so the broker would not start.
+    """
     files = BrokerFiles(Path(out_dir).resolve())
+    account = broker_account(user)
+    log_file = Path(log_file).resolve() if log_file else None
     try:
         files.dir.mkdir(parents=True, exist_ok=True)
-        group = _broker_group()
+        group = account.gid if account is not None else _broker_group()
         if group is not None:
             os.chown(files.dir, -1, group)
         os.chmod(files.dir, 0o750)
+        _owned_by(files.state, account, 0o750, directory=True)
+        if log_file is not None:
+            _owned_by(log_file, account, 0o640, directory=False)
         pki.ensure_ca()
         cert, key = pki.issue_broker_certificate(hosts)
         _write(files.dir / CA, pki.ca_pem(), 0o644, group)
@@ -167,10 +247,19 @@ def write_broker_config(
         # Readable by the broker's group: mosquitto re-reads it on SIGHUP after dropping root.
         _write(files.dir / KEY, key.read_bytes(), 0o640 if group is not None else 0o600, group)
         refresh(store, pki, files, prefix=prefix)
-        _write(files.conf, conf_text(files, port=port, bind=bind, user=user, log_file=log_file), 0o644, group)
+        # As root the user is written out, so the files' owner and the broker's user cannot drift apart.
+        conf_user = account.name if account is not None else user
+        _write(files.conf, conf_text(files, port=port, bind=bind, user=conf_user, log_file=log_file), 0o644, group)
     except OSError as exc:
         raise BrokerConfigError(f"cannot write the broker configuration in {files.dir}: {exc}") from exc
-    return files
+    if account is None:
+        return files
+    blocked = {_cannot_enter(p, account) for p in (files.state, log_file) if p is not None} - {None}
+    warnings = tuple(
+        f"the broker runs as {account.name} and cannot enter {d} ({stat.filemode(d.stat().st_mode)} {d.owner()}): "
+        f"it would not start. Write its files where it can (e.g. --out /etc/mosquitto/hall) or let it through (chmod o+x {d})"
+        for d in sorted(blocked))
+    return BrokerFiles(files.dir, warnings)
 
 
 def refresh(store: Store, pki: CentralPki, files: BrokerFiles, *, prefix: str = DEFAULT_PREFIX) -> None:

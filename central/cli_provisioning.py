@@ -119,7 +119,7 @@ def revoke_at_broker(broker_dir: Path | None) -> None:
 @click.option("--bind", default=None, help="Address to listen on (default: all).")
 @click.option("--host", "hosts", multiple=True, help="Name or address kiosks use to reach the broker (repeat); "
               "127.0.0.1 and localhost are always in the certificate.")
-@click.option("--user", default=None, help="User the broker runs as after start (default: mosquitto's own choice).")
+@click.option("--user", default=None, help="User a root-started broker changes to (default: mosquitto); as root, its files are made right for that user.")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Broker log file (default: syslog).")
 @_errors
 def broker_config(out_dir: Path | None, port: int, bind: str | None, hosts: tuple[str, ...], user: str | None,
@@ -143,6 +143,8 @@ def broker_config(out_dir: Path | None, port: int, bind: str | None, hosts: tupl
         told = broker_address(store, *explicit_broker(settings))
     cert, key = pki.ensure_central_certificate()
     click.echo(f"broker configuration written: {files.conf}")
+    for warning in files.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"  kiosks will be told {told[0]}:{told[1]} at enrolment (the first --host; "
                "HALL_CENTRAL_BROKER_PUBLIC_HOST/BROKER_TLS_PORT override it)")
     click.echo(f"  start it with: mosquitto -c {files.conf}")

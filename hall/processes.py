@@ -8,6 +8,7 @@ when a child dies, terminate → wait → kill.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -54,6 +55,10 @@ def mosquitto_config(workdir: Path, port: int) -> Path:
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
         "allow_anonymous true\n"
+        # A private broker keeps the user that starts it. Started as root, Mosquitto would otherwise drop to
+        # the mosquitto user, which cannot write (or even enter) the demo's or a test's directory: no log,
+        # and `persistence` without a mosquitto.db. (The fleet's broker does drop: central.broker_config.)
+        f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
         f"persistence true\npersistence_location {workdir}/\n"
         f"log_dest file {workdir}/mosquitto.log\n"
         # Central's persistent session queues what arrives while it is busy or restarting; the

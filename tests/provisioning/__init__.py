@@ -3,8 +3,9 @@ MQTT clients with device certificates, and the simulated hardware a self-test ch
 
 from __future__ import annotations
 
-import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -30,14 +31,14 @@ STAFF_TOKEN = "test-staff-token-0123456789"
 class TlsBroker:
     """Mosquitto run from the configuration `hall central broker-config` writes, on a random loopback port."""
 
-    def __init__(self, store: Store, pki: CentralPki, broker_dir: Path):
+    def __init__(self, store: Store, pki: CentralPki):
         self.port = free_port()
-        self.log = broker_dir.parent / "mosquitto.log"
-        # As root, mosquitto would drop to its own user and then fail to re-read pytest's 0700 tmp dir on SIGHUP.
-        self.files: BrokerFiles = write_broker_config(
-            store, pki, broker_dir, port=self.port, bind="127.0.0.1",
-            user="root" if os.geteuid() == 0 else None, log_file=self.log,
-        )
+        # Run as production runs it: started as root, mosquitto drops to its own user, which cannot enter
+        # pytest's 0700 tmp dirs; so the files go to a directory of their own under /tmp.
+        self.dir = Path(tempfile.mkdtemp(prefix="hall-broker-"))
+        self.log = self.dir / "mosquitto.log"
+        self.files: BrokerFiles = write_broker_config(store, pki, self.dir, port=self.port, bind="127.0.0.1", log_file=self.log)
+        assert not self.files.warnings, self.files.warnings
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -50,6 +51,10 @@ class TlsBroker:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class CentralServer:
@@ -139,7 +144,7 @@ class Rig:
         self.store = Store(self.data_dir / "central.db")
         registry.add_hall(self.store, "H1", "Hall one")
         self.pki = CentralPki.for_data_dir(self.data_dir)
-        self.broker = TlsBroker(self.store, self.pki, self.data_dir / "broker")
+        self.broker = TlsBroker(self.store, self.pki)
         self.central = CentralServer(self.store, self.data_dir, self.broker)
         self.central_cert, self.central_key = self.pki.ensure_central_certificate()
 
@@ -150,7 +155,7 @@ class Rig:
 
     def stop(self) -> None:
         self.central.stop()
-        self.broker.stop()
+        self.broker.remove()
         self.store.close()
 
     def token(self, ttl_s: int = 3600, **kw) -> str:

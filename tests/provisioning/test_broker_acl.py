@@ -55,7 +55,7 @@ def test_a_revoked_kiosk_cannot_connect_after_revocation_and_reload(rig, monkeyp
     assert before.connected
     central = rig.central_client(subscribe=["hall/v1/+/attendance"])
     monkeypatch.setenv("HALL_CENTRAL_DATA_DIR", str(rig.data_dir))
-    result = CliRunner().invoke(device_revoke, [gone.device], catch_exceptions=False)
+    result = CliRunner().invoke(device_revoke, [gone.device, "--broker-dir", str(rig.broker.files.dir)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert f"revoked {gone.device}" in result.output and "told to reload" in result.output
     try:
