@@ -20,6 +20,8 @@ from typing import Any
 
 from sqlite_utils import Database, Migrations
 
+from .private_files import private_database, private_dir
+
 migrations = Migrations("hall-central")
 
 
@@ -167,7 +169,8 @@ def utc_now() -> str:
 class Store:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)  # members' personal data: 0700 / 0600, also for a looser earlier install
+        private_database(self.path)
         self.lock = threading.RLock()
         conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
         self.db = Database(conn)

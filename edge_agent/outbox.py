@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import shutil
 import sqlite3
 import threading
@@ -62,6 +63,23 @@ def migrate(conn: sqlite3.Connection, migrations: list[str]) -> None:
         conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
 
 
+def _make_private(db_path: Path) -> None:
+    """The data dir 0700 and the outbox 0600, also when an older kiosk left them looser.
+
+    Queued check-ins say who attended which meeting. SQLite creates the -wal and -shm files with
+    the database file's mode, so the database is made 0600 before SQLite opens it.
+    """
+    directory = db_path.parent
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    os.close(os.open(db_path, os.O_RDWR | os.O_CREAT, 0o600))
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.chmod(db_path.with_name(db_path.name + suffix), 0o600)
+        except FileNotFoundError:
+            pass
+
+
 @dataclass(frozen=True)
 class Queued:
     seq: int
@@ -71,7 +89,7 @@ class Queued:
 class Outbox:
     def __init__(self, path: Path, *, signing_key: SigningKey, min_free_bytes: int = 0, max_pages: int | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _make_private(self.path)
         self._key = signing_key
         self.device_id = device_id_from_public_key(signing_key.verify_key)
         self._min_free = min_free_bytes

@@ -87,3 +87,26 @@ def test_low_free_space_refuses_before_writing(tmp_path):
     with pytest.raises(DiskFullError, match="free"):
         box.append(meeting="M", member="A", proof=PROOF, time_reading=TIME)
     assert box.depth() == 0
+
+
+def _mode(path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_the_kiosks_data_dir_and_outbox_are_private(tmp_path):
+    """Queued check-ins name members: the data dir is 0700 and the outbox files 0600, also when they were looser."""
+    data_dir = tmp_path / "agent"
+    box = Outbox(data_dir / "outbox.sqlite3", signing_key=SigningKey.generate())
+    box.append(meeting="M", member="A", proof=PROOF, time_reading=TIME)
+    files = [data_dir / "outbox.sqlite3", data_dir / "outbox.sqlite3-wal", data_dir / "outbox.sqlite3-shm"]
+    assert _mode(data_dir) == 0o700
+    assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
+    box.close()
+    data_dir.chmod(0o755)  # as an older kiosk left them
+    for f in data_dir.iterdir():
+        f.chmod(0o644)
+    again = Outbox(data_dir / "outbox.sqlite3", signing_key=SigningKey.generate())
+    again.depth()
+    assert _mode(data_dir) == 0o700
+    assert {f.name: _mode(f) for f in data_dir.iterdir()} == {f.name: 0o600 for f in data_dir.iterdir()}
+    again.close()
