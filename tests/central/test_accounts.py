@@ -70,6 +70,18 @@ def test_repeated_wrong_passwords_lock_the_username_for_a_while(staffed):
     staffed.login("viewer")  # other accounts are not affected
 
 
+def test_failed_logins_from_one_address_are_limited_across_usernames(staffed):
+    sprayer = staffed.client(client=("203.0.113.7", 40000))
+    for n in range(10):  # one guess at each of many names: no single account sees more than one failure
+        assert sprayer.post("/login", data={"username": f"user{n}", "password": "Spring2025!"}).status_code == 401
+    refused = sprayer.post("/login", data={"username": "admin", "password": PASSWORD["admin"]})
+    assert refused.status_code == 429 and "hall_session" not in refused.headers.get("set-cookie", "")
+    assert sprayer.post("/login", data={"username": "user99", "password": "Spring2025!"}).status_code == 429
+    staffed.login("admin", client=staffed.client(client=("198.51.100.2", 40000)))  # other addresses are not affected
+    refusals = [e for e in staffed.audit("login.failure") if e["detail"].startswith("too many failed attempts")]
+    assert [e["remote"] for e in refusals] == ["203.0.113.7"]  # one entry for the address, not one per attempt
+
+
 def test_logout_ends_the_session_on_the_server(staffed):
     client = staffed.login("technician")
     stolen = client.cookies["hall_session"]

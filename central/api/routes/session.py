@@ -1,30 +1,34 @@
 """Login and logout: the login page, POST /login with username and password, sessions in a cookie.
 
 The cookie holds a random session id; the server keeps its hash, owner and expiry
-(central/accounts.py), so logout and disabling a user end it at once. Each
-username gets a few wrong passwords per window; after that its logins are
-refused until the window passes, whatever the password, so guessing stays slow
-even though argon2 alone would allow some tries a second.
+(central/accounts.py), so logout and disabling a user end it at once. Failed
+logins are counted per address and per username (central/api/throttle.py), so
+guessing stays slow without letting anyone lock an owner out of their account.
 """
 
 from __future__ import annotations
 
 import hmac
 import html
-import time
 from urllib.parse import parse_qs
 
+import anyio
 from fastapi import APIRouter, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ... import accounts, audit
+from ...store import Store
 from ..deps import SESSION_COOKIE, Public, StoreDep, current_staff, remote_of
+from ..throttle import Guard, source_of
 
 router = APIRouter(tags=["session"])
 
 MAX_FORM = 4096
-FAILURES_ALLOWED = 5
-FAILURE_WINDOW_S = 300.0
+# argon2id with argon2-cffi's defaults takes 64 MiB and ~0.1 s of 4 lanes: two at once keep a small
+# server responsive and bounded in memory; more wait their turn, and past MAX_WAITING are turned away.
+PASSWORD_CHECKS = 2
+MAX_WAITING = 32
 
 LOGIN_PAGE = """<!doctype html>
 <html lang="vi"><head><meta charset="utf-8"><title>Đăng nhập / Login</title>
@@ -55,40 +59,17 @@ def login_page(message: str = "", status_code: int = status.HTTP_401_UNAUTHORIZE
     return HTMLResponse(body, status_code=status_code, headers={"Cache-Control": "no-store"})
 
 
-class Throttle:
-    """Recent failed logins per username, in memory (a restart forgets them; argon2 still paces guesses)."""
-
-    def __init__(self, allowed: int = FAILURES_ALLOWED, window_s: float = FAILURE_WINDOW_S):
-        self.allowed, self.window_s = allowed, window_s
-        self._failures: dict[str, list[float]] = {}
-
-    def _recent(self, key: str) -> list[float]:
-        cutoff = time.monotonic() - self.window_s
-        kept = [t for t in self._failures.get(key, []) if t > cutoff]
-        if kept:
-            self._failures[key] = kept
-        else:
-            self._failures.pop(key, None)
-        return kept
-
-    def blocked(self, key: str) -> bool:
-        return len(self._recent(key)) >= self.allowed
-
-    def failed(self, key: str) -> None:
-        self._recent(key)
-        self._failures.setdefault(key, []).append(time.monotonic())
-        if len(self._failures) > 10_000:  # bounded: a flood of made-up names must not grow this forever
-            for name in list(self._failures)[:5_000]:
-                del self._failures[name]
-
-    def succeeded(self, key: str) -> None:
-        self._failures.pop(key, None)
-
-
-def _throttle(request: Request) -> Throttle:
-    found = getattr(request.app.state, "login_throttle", None)
+def guard_of(request: Request) -> Guard:
+    found = getattr(request.app.state, "guard", None)
     if found is None:
-        found = request.app.state.login_throttle = Throttle()
+        found = request.app.state.guard = Guard()
+    return found
+
+
+def _password_checks(request: Request) -> anyio.CapacityLimiter:
+    found = getattr(request.app.state, "password_checks", None)
+    if found is None:
+        found = request.app.state.password_checks = anyio.CapacityLimiter(PASSWORD_CHECKS)
     return found
 
 
@@ -120,28 +101,55 @@ def login_form(request: Request, store: StoreDep, token: str = Query("", include
 
 @router.post("/login", dependencies=[Public])
 async def login(request: Request, store: StoreDep) -> Response:
-    """Form fields ``username`` and ``password``: 303 to the page with a session cookie, or 401 with the form again."""
-    body = (await request.body())[: MAX_FORM + 1]
+    """Form fields ``username`` and ``password``: 303 to the page with a session cookie, or 401 with the form again.
+
+    argon2 runs in worker threads, at most PASSWORD_CHECKS at once, so logins never stall other
+    requests; the guard refuses an address or a username that keeps failing before argon2 runs.
+    """
+    body = await request.body()  # at most BODY_LIMITS["/login"] bytes: the app's BodyLimit refuses more while reading
     if len(body) > MAX_FORM:
         return login_page("Biểu mẫu quá lớn / Form too large", status.HTTP_413_CONTENT_TOO_LARGE)
     fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
     username, password = fields.get("username", "").strip().lower()[:64], fields.get("password", "")
     remote = remote_of(request)
-    throttle = _throttle(request)
-    if throttle.blocked(username):
-        audit.record(store, username or "?", "login.failure", "too many failed attempts; refused without checking", remote)
-        return login_page("Quá nhiều lần thử sai, hãy đợi vài phút / Too many attempts, wait a few minutes",
-                          status.HTTP_429_TOO_MANY_REQUESTS, username)
+    source, guard = source_of(remote), guard_of(request)
+    checks = _password_checks(request)
+    if checks.statistics().tasks_waiting >= MAX_WAITING:
+        return login_page("Máy chủ đang bận, hãy thử lại / Busy, try again in a moment",
+                          status.HTTP_503_SERVICE_UNAVAILABLE, username)
+    staff, reason = await anyio.to_thread.run_sync(_check_password, store, guard, source, username, password, limiter=checks)
+    if staff is None:
+        if reason.startswith("refused: "):
+            if guard.first_refusal(("login", source)):  # one entry per address and window, however many names it tries
+                await run_in_threadpool(audit.record, store, username or "?", "login.failure",
+                                        f"too many failed attempts: {reason.removeprefix('refused: ')}; refused without "
+                                        "checking, and further refusals are not logged for a while", remote)
+            return login_page("Quá nhiều lần thử sai, hãy đợi vài phút / Too many attempts, wait a few minutes",
+                              status.HTTP_429_TOO_MANY_REQUESTS, username)
+        await run_in_threadpool(audit.record, store, username or "?", "login.failure", reason, remote)
+        return login_page("Sai tên đăng nhập hoặc mật khẩu / Wrong username or password", username=username)
+    session = await run_in_threadpool(_open, store, staff, request.app.state.session_ttl_s, remote, "password")
+    return _signed_in(request, session)
+
+
+def _check_password(store: Store, guard: Guard, source: str, username: str, password: str) -> tuple[accounts.Staff | None, str]:
+    """In a worker thread. The guard is asked again here: requests queued together all passed it before any failed."""
+    refusal = guard.login_refusal(source, username)
+    if refusal is not None:
+        return None, f"refused: {refusal}"
     staff, reason = accounts.authenticate(store, username, password)
     if staff is None:
-        throttle.failed(username)
-        audit.record(store, username or "?", "login.failure", reason, remote)
-        return login_page("Sai tên đăng nhập hoặc mật khẩu / Wrong username or password", username=username)
-    throttle.succeeded(username)
+        guard.login_failed(source, username)
+    else:
+        guard.login_succeeded(source, username)
+    return staff, reason
+
+
+def _open(store: Store, staff: accounts.Staff, ttl_s: float, remote: str | None, how: str, staff_token: str | None = None) -> str:
     with store.transaction():
-        session = accounts.open_session(store, staff, ttl_s=request.app.state.session_ttl_s, remote=remote)
-        audit.record(store, staff.name, "login.success", "password", remote)
-    return _signed_in(request, session)
+        session = accounts.open_session(store, staff, ttl_s=ttl_s, remote=remote, staff_token=staff_token)
+        audit.record(store, staff.name, "login.success", how, remote)
+    return session
 
 
 @router.post("/logout", dependencies=[Public])

@@ -12,7 +12,8 @@ router = APIRouter(tags=["system"])
 
 
 @router.get("/healthz", dependencies=[Public])
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
+    # On the event loop itself, not a worker thread: it answers only while the loop is free.
     return {"status": "ok"}
 
 
