@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from nacl.signing import SigningKey  # noqa: E402
 
-from contract import Bundle, Meeting, Member, device_id_from_public_key, encode_signed, seal_templates  # noqa: E402
+from contract import Bundle, Meeting, Member, device_id_from_public_key, encode_signed, seal_members, seal_templates  # noqa: E402
 from edge_agent.checkin import CheckinService, Outcome  # noqa: E402
 from edge_agent.display import Display  # noqa: E402
 from edge_agent.face.pipeline import encode_photo, load_image, naive_encode  # noqa: E402
@@ -118,7 +118,7 @@ def build(work: Path, faces: Path, n: int, fresh_window_s: float):
     meeting = Meeting(id="BENCH", cell="C1", hall="H", title="bench", starts_at=(now - timedelta(minutes=5)).isoformat(),
                       ends_at=(now + timedelta(hours=2)).isoformat())
     bundle = Bundle(device=device_id_from_public_key(ident.signing_key.verify_key), hall="H", version=1,
-                    issued_at=now.isoformat(), members=members, meetings=[meeting],
+                    issued_at=now.isoformat(), members_sealed=seal_members(ident.signing_key.verify_key, members), meetings=[meeting],
                     templates_sealed=seal_templates(ident.signing_key.verify_key, sealed))
     roster = Roster(data_dir=work, device_key=ident.signing_key, central_key=central.verify_key, storage_box=ident.storage_box)
     roster.receive(encode_signed(central, bundle))

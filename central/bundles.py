@@ -1,9 +1,9 @@
 """Per-device bundles: the hall's roster, schedule and face templates, signed by central.
 
 A bundle holds the meetings of the device's hall that have not ended yet, every
-member of the cells those meetings are for, and those members' templates sealed
-to the device's own key (so the retained copy on the broker is useless to
-anyone else). ``version`` is the registry's change counter: it only grows, so a
+member of the cells those meetings are for (names, CCCD numbers, card UIDs), and
+those members' templates; members and templates are sealed to the device's own
+key, so the retained copy on the broker shows no personal data to anyone else. ``version`` is the registry's change counter: it only grows, so a
 kiosk can refuse a bundle older than the one it has.
 """
 
@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from nacl.secret import SecretBox
 from nacl.signing import SigningKey
 
-from contract import Bundle, Meeting, Member, Topics, encode_signed, seal_templates, verify_key_from_text
+from contract import Bundle, Meeting, Member, Topics, encode_signed, seal_members, seal_templates, verify_key_from_text
 from contract.topics import QOS, RETAIN, Kind
 
 from . import registry
@@ -54,14 +54,16 @@ def build_bundle(store: Store, device_id: str, *, key: SigningKey, box: SecretBo
         ids = [m["id"] for m in members]
         cards = registry.member_cards(store, ids)
         templates = registry.member_templates(store, box, ids)
+    device_key = verify_key_from_text(device["public_key"])
     bundle = Bundle(
         device=device_id,
         hall=device["hall"],
         version=version,
         issued_at=now,
-        members=[Member(id=m["id"], name=m["name"], cell=m["cell"], cards=cards[m["id"]], cccd=m["cccd"]) for m in members],
+        members_sealed=seal_members(
+            device_key, [Member(id=m["id"], name=m["name"], cell=m["cell"], cards=cards[m["id"]], cccd=m["cccd"]) for m in members]),
         meetings=[Meeting(**m) for m in meetings],
-        templates_sealed=seal_templates(verify_key_from_text(device["public_key"]), templates),
+        templates_sealed=seal_templates(device_key, templates),
     )
     return encode_signed(key, bundle)
 

@@ -20,7 +20,9 @@ from .messages import (
     decode_status,
     encode_signed,
     encode_status,
+    open_members,
     open_templates,
+    seal_members,
     seal_templates,
 )
 from .records import (

@@ -1,10 +1,11 @@
 """Messages other than records: acks and bundles (central → device), status (device → central).
 
 Acks and bundles are signed by central's Ed25519 key; the device holds central's
-public key from provisioning and ignores anything that does not verify. The face
-templates inside a bundle are sealed (libsodium sealed box) to the device's own
-X25519 key, derived from its Ed25519 signing key, so a retained bundle on the
-broker reveals no biometric data to anyone but that device.
+public key from provisioning and ignores anything that does not verify. The roster
+(names, CCCD numbers, card UIDs) and the face templates inside a bundle are sealed
+(libsodium sealed box) to the device's own X25519 key, derived from its Ed25519
+signing key, so a retained bundle on the broker reveals no personal or biometric
+data to anyone but that device.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from typing import Any, Literal
 
 from nacl.public import PrivateKey, SealedBox
 from nacl.signing import SigningKey, VerifyKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .canonical import canonical_bytes
 from .errors import ContractError
 from .keys import b64d, b64e, sign_object, verify_object
 
 MESSAGE_VERSION = 1
+BUNDLE_VERSION = 2  # 2: the roster is sealed to the device (members_sealed), like the templates
 TEMPLATE_DIMENSIONS = 128
 
 
@@ -93,14 +95,14 @@ class Meeting(_Msg):
 
 
 class Bundle(_Msg):
-    """What a kiosk needs to work offline: its hall's roster, schedule and sealed templates."""
+    """What a kiosk needs to work offline: its hall's sealed roster and templates, and its schedule."""
 
-    v: Literal[1] = MESSAGE_VERSION
+    v: Literal[2] = BUNDLE_VERSION
     device: str
     hall: str
     version: int = Field(ge=1, description="monotonic; a device refuses a bundle older than the one it has")
     issued_at: str
-    members: list[Member]
+    members_sealed: str = Field(description="sealed box to the device: JSON [Member, ...] (names, CCCD numbers, card UIDs)")
     meetings: list[Meeting]
     templates_sealed: str = Field(description="sealed box to the device: JSON {member id: [[128 floats], ...]}")
 
@@ -151,3 +153,24 @@ def open_templates(device_key: SigningKey, sealed: str) -> dict[str, list[list[f
     except Exception as exc:  # nacl raises CryptoError subclasses
         raise ContractError("templates are not sealed to this device") from exc
     return json.loads(plain)
+
+
+_MEMBERS = TypeAdapter(list[Member])
+
+
+def seal_members(device_signing_public: VerifyKey, members: list[Member]) -> str:
+    """The roster sealed to one device: a retained bundle must not show who belongs to a cell."""
+    box = SealedBox(device_signing_public.to_curve25519_public_key())
+    return b64e(box.encrypt(_MEMBERS.dump_json(members)))
+
+
+def open_members(device_key: SigningKey, sealed: str) -> list[Member]:
+    private: PrivateKey = device_key.to_curve25519_private_key()
+    try:
+        plain = SealedBox(private).decrypt(b64d(sealed))
+    except Exception as exc:  # nacl raises CryptoError subclasses
+        raise ContractError("the roster is not sealed to this device") from exc
+    try:
+        return _MEMBERS.validate_json(plain)
+    except ValidationError as exc:
+        raise ContractError(f"sealed roster does not match the contract: {exc.errors()[0]['msg']}") from exc

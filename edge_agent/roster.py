@@ -1,8 +1,8 @@
 """The hall's roster, schedule and face templates, as last received from central.
 
-The signed bundle is kept on disk encrypted with the device's storage key (names
-and ID numbers are personal data; the templates inside are additionally sealed
-to the device key), so a kiosk that reboots without network still knows its
+The signed bundle is kept on disk encrypted with the device's storage key (its
+roster and templates are also sealed to the device key: names, ID numbers and card
+UIDs are personal data), so a kiosk that reboots without network still knows its
 members. A bundle older than the one held is refused: no rollback.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from nacl.secret import SecretBox
 from nacl.signing import SigningKey, VerifyKey
 
-from contract import Bundle, Meeting, Member, decode_signed, open_templates
+from contract import Bundle, Meeting, Member, decode_signed, open_members, open_templates
 from contract.errors import ContractError
 
 from .clock import parse_iso
@@ -42,6 +42,7 @@ class Roster:
         self._device_key, self._central_key, self._box = device_key, central_key, storage_box
         self._lock = threading.Lock()
         self.bundle: Bundle | None = None
+        self.members: list[Member] = []
         self._templates: dict[str, list[list[float]]] = {}
         self._by_card: dict[str, Member] = {}
         self._by_cccd: dict[str, Member] = {}
@@ -62,6 +63,7 @@ class Roster:
     def _install(self, payload: bytes, *, persist: bool) -> Bundle:
         try:
             bundle: Bundle = decode_signed(self._central_key, payload, Bundle)
+            members = open_members(self._device_key, bundle.members_sealed)
             templates = open_templates(self._device_key, bundle.templates_sealed)
         except ContractError as exc:
             raise BundleRejected(f"bundle refused: {exc}") from exc
@@ -72,10 +74,10 @@ class Roster:
                 return self.bundle
             if persist:
                 write_file_atomically(self._path, self._box.encrypt(payload))
-            self.bundle, self._templates = bundle, templates
-            self._by_card = {uid.upper(): m for m in bundle.members for uid in m.cards}
-            self._by_cccd = {m.cccd: m for m in bundle.members if m.cccd}
-        log.info("roster version %d installed: %d members, %d meetings", bundle.version, len(bundle.members), len(bundle.meetings))
+            self.bundle, self.members, self._templates = bundle, members, templates
+            self._by_card = {uid.upper(): m for m in members for uid in m.cards}
+            self._by_cccd = {m.cccd: m for m in members if m.cccd}
+        log.info("roster version %d installed: %d members, %d meetings", bundle.version, len(members), len(bundle.meetings))
         return bundle
 
     def templates(self, member_id: str) -> list[list[float]]:

@@ -12,7 +12,7 @@ from central.errors import SettingsError
 from central.settings import CentralSettings
 from central.service import CentralService, central_public_key
 from central.store import open_store
-from contract import Ack, Bundle, Topics, decode_signed, verify_key_from_text
+from contract import Ack, Bundle, Topics, decode_signed, open_members, verify_key_from_text
 from tests.central import STAFF_TOKEN, Device, Probe, settings_for, wait_until
 from tests.conftest import free_port
 
@@ -31,7 +31,7 @@ def test_service_stores_a_check_in_and_the_page_api_shows_it(tmp_path, broker):
         probe = Probe(broker.port, [t for t, _ in topics.device_subscriptions(device.id)])  # what a kiosk listens to
         try:
             bundle = decode_signed(central_key, probe.wait(topics.bundle(device.id))[0], Bundle)
-            assert [m.id for m in bundle.members] == ["m1"]
+            assert [m.id for m in open_members(device.key, bundle.members_sealed)] == ["m1"]
             probe.publish(topics.attendance(device.id), device.record("m1", "mt1").to_wire())
             wait_until(lambda: any(decode_signed(central_key, p, Ack).seq == 1 for p in probe.on(topics.ack(device.id))), what="ack 1")
         finally:

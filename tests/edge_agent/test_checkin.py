@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from nacl.signing import SigningKey
 
-from contract import Bundle, Meeting, Member, encode_signed, seal_templates
+from contract import Bundle, Meeting, Member, encode_signed, seal_members, seal_templates
 from edge_agent.checkin import CheckinService, Outcome
 from edge_agent.display import Display
 from edge_agent.identity import DeviceIdentity
@@ -71,7 +71,7 @@ def make_bundle(central: SigningKey, device: SigningKey, *, version=1, meeting_s
     from contract import device_id_from_public_key
 
     b = Bundle(device=device_id_from_public_key(device.verify_key), hall="H", version=version, issued_at=NOW.isoformat(),
-               members=members, meetings=meetings, templates_sealed=sealed)
+               members_sealed=seal_members(device.verify_key, members), meetings=meetings, templates_sealed=sealed)
     return encode_signed(central, b)
 
 
