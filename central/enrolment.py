@@ -149,5 +149,6 @@ def import_csv(store: Store, box: SecretBox, csv_path: Path, photos_dir: Path, *
                 )
             except (HallError, ValueError) as exc:
                 report.errors.append(RowError(line, member_id, str(exc)))
-                log.warning("%s line %d (%s): %s", csv_path, line, member_id or "no id", exc)
+                # The report carries each refusal to the caller; a warning too said it twice on the command line.
+                log.debug("%s line %d (%s): %s", csv_path, line, member_id or "no id", exc)
     return report

@@ -249,3 +249,14 @@ def member_cards(store: Store, member_ids: Iterable[str]) -> dict[str, list[str]
         for r in store.rows(f"SELECT uid, member_id FROM cards WHERE member_id IN ({marks}) ORDER BY uid", ids):
             out[r["member_id"]].append(r["uid"])
     return out
+
+
+def check_meeting_place(store: Store, *, cell: str, hall: str) -> None:
+    """RegistryError unless ``hall`` and ``cell`` exist: a typo would make a meeting no kiosk and no member has."""
+    for kind, ident in (("hall", hall), ("cell", cell)):
+        table = "halls" if kind == "hall" else "cells"
+        if store.scalar(f"SELECT 1 FROM {table} WHERE id = ?", [ident]) is None:
+            known = [r["id"] for r in store.rows(f"SELECT id FROM {table} ORDER BY id LIMIT 11")]
+            listed = ", ".join(known[:10]) + (", …" if len(known) > 10 else "") if known else "none yet"
+            raise RegistryError(f"no {kind} {ident}: add it first with `hall central {kind} {ident} --name NAME` "
+                                f"(known {kind}s: {listed})")

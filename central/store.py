@@ -243,5 +243,8 @@ class Store:
             return self.bundle_version()
 
 
+DATABASE_FILE = "central.db"  # in central's data directory
+
+
 def open_store(data_dir: Path) -> Store:
-    return Store(Path(data_dir) / "central.db")
+    return Store(Path(data_dir) / DATABASE_FILE)

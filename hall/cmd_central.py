@@ -3,17 +3,22 @@
 Changes a staff member would ask about later (devices, enrolment, accounts) are
 recorded in central's audit log with the actor ``cli:<os user>``.
 
-Every command reads its settings from `HALL_CENTRAL_*` (data directory first of all).
+Every command reads its settings from `HALL_CENTRAL_*`, the data directory first of all
+(`--data-dir` sets it for one command). Only commands that add something (and `run`) may
+start a new, empty database; the others refuse a directory without one, since reading an
+empty database there would hide that the data lives elsewhere (the demo's in var/demo/central).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +28,9 @@ from pydantic import ValidationError
 from contract.errors import HallError
 
 F = TypeVar("F", bound=Callable[..., Any])
+DATA_DIR_ENV = "HALL_CENTRAL_DATA_DIR"
+DEMO_DATA_DIR = "var/demo/central"
+HALL_TIME_ZONE = "Asia/Ho_Chi_Minh"  # the halls' local time, in which meetings are listed
 
 
 def _settings() -> Any:
@@ -34,10 +42,26 @@ def _settings() -> Any:
         raise click.ClickException(f"bad HALL_CENTRAL_* setting: {exc}") from None
 
 
-def _store() -> Any:
+def _require_data(settings: Any) -> None:
+    """Refuse, rather than silently start, an empty database where the user expected their data."""
+    from central.store import DATABASE_FILE
+
+    data_dir = Path(settings.data_dir).resolve()
+    if not (data_dir / DATABASE_FILE).is_file():
+        raise click.ClickException(
+            f"no central database in {data_dir}. Point at central's data with --data-dir DIR or {DATA_DIR_ENV}=DIR "
+            f"(a running `hall demo` keeps it in {DEMO_DATA_DIR}); a new central's database is made by "
+            "`hall central run` or by adding a hall, cell, member, device or user.")
+
+
+def _store(*, create: bool = False) -> Any:
+    """The database in the data dir; ``create`` only for commands that add something."""
     from central.store import open_store
 
-    return open_store(_settings().data_dir)
+    settings = _settings()
+    if not create:
+        _require_data(settings)
+    return open_store(settings.data_dir)
 
 
 def _audit(store: Any, action: str, detail: dict[str, Any]) -> None:
@@ -60,8 +84,30 @@ def _errors(fn: F) -> F:
 
 
 @click.group()
-def central() -> None:
-    """Central: collector, registry, dashboard, enrolment (settings from HALL_CENTRAL_*)."""
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help=f"Central's data directory for this command (database, keys, broker files); the same as "
+                   f"{DATA_DIR_ENV}. Default: var/central under the current directory.")
+@click.pass_context
+def central(ctx: click.Context, data_dir: Path | None) -> None:
+    """Central: collector, registry, dashboard, enrolment (settings from HALL_CENTRAL_*).
+
+    Data lives in HALL_CENTRAL_DATA_DIR or --data-dir (default var/central, relative to the
+    current directory). `hall demo` keeps its central's data in var/demo/central: point the
+    commands there to see the demo's members, meetings and devices. Commands other than `run`
+    and those that add something refuse a directory without a database.
+    """
+    if data_dir is not None:
+        # Through the environment, so the commands in central/cli_provisioning.py read it too.
+        previous = os.environ.get(DATA_DIR_ENV)
+        os.environ[DATA_DIR_ENV] = str(data_dir)
+
+        def restore() -> None:
+            if previous is None:
+                os.environ.pop(DATA_DIR_ENV, None)
+            else:
+                os.environ[DATA_DIR_ENV] = previous
+
+        ctx.call_on_close(restore)
 
 
 @central.command()
@@ -91,7 +137,9 @@ def key() -> None:
     """Print central's public key (kiosks need it to verify acks and bundles)."""
     from central.keys import central_public_key
 
-    click.echo(central_public_key(_settings()))
+    settings = _settings()
+    _require_data(settings)  # a key made here, in the wrong directory, would match no kiosk
+    click.echo(central_public_key(settings))
 
 
 @central.command()
@@ -108,7 +156,7 @@ def enroll(member_id: str, name: str, cell: str, cccd: str | None, cards: tuple[
     from central.enrolment import enrol_member
 
     settings = _settings()
-    with _store() as store:
+    with _store(create=True) as store:
         result = enrol_member(
             store, keys.template_box(settings.data_dir), member_id=member_id, name=name, cell=cell,
             cccd=cccd, cards=list(cards), photos=list(photos),
@@ -130,7 +178,7 @@ def import_(csv_file: Path, photos_dir: Path) -> None:
     from central.enrolment import import_csv
 
     settings = _settings()
-    with _store() as store:
+    with _store(create=True) as store:
         report = import_csv(store, keys.template_box(settings.data_dir), csv_file, photos_dir)
         if report.imported:
             _audit(store, "member.import", {"file": csv_file.name, "members": [e.member_id for e in report.imported],
@@ -156,24 +204,49 @@ def meeting() -> None:
 @click.option("--ends", required=True, help="End, ISO 8601 with zone.")
 @_errors
 def meeting_add(meeting_id: str, cell: str, hall: str, title: str, starts: str, ends: str) -> None:
-    """Add or update a meeting."""
+    """Add or update a meeting of an existing cell in an existing hall (times are stored in UTC)."""
     from central import registry
 
     with _store() as store:
+        registry.check_meeting_place(store, cell=cell, hall=hall)
         registry.add_meeting(store, meeting_id, cell=cell, hall=hall, title=title, starts=starts, ends=ends)
         m = registry.get_meeting(store, meeting_id)
-    click.echo(f"meeting {meeting_id}: {m['starts_at']} – {m['ends_at']} in {hall}")
+    # Echoed in the zone each time was given in, so the user recognises what they typed.
+    shown = [_local_text(m[key], _zone_of(given)) for key, given in (("starts_at", starts), ("ends_at", ends))]
+    click.echo(f"meeting {meeting_id}: {shown[0]} – {shown[1]} in {hall}")
 
 
 @meeting.command("list")
 @_errors
 def meeting_list() -> None:
-    """List meetings."""
+    """List meetings: id, start, end (the halls' local time, Asia/Ho_Chi_Minh), hall, cell, title."""
+    from zoneinfo import ZoneInfo
+
     from central import registry
 
+    zone = ZoneInfo(HALL_TIME_ZONE)
     with _store() as store:
         for m in registry.list_meetings(store):
-            click.echo(f"{m['id']}\t{m['starts_at']}\t{m['ends_at']}\t{m['hall']}\t{m['cell']}\t{m['title']}")
+            starts, ends = _local_text(m["starts_at"], zone), _local_text(m["ends_at"], zone)
+            click.echo(f"{m['id']}\t{starts}\t{ends}\t{m['hall']}\t{m['cell']}\t{m['title']}")
+
+
+def _zone_of(given: str) -> tzinfo:
+    """The zone (offset) a time was typed with; the halls' zone if it cannot be read back."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        zone = datetime.fromisoformat(given.strip()).tzinfo
+    except ValueError:
+        zone = None
+    return zone or ZoneInfo(HALL_TIME_ZONE)
+
+
+def _local_text(stored_utc: str, zone: tzinfo) -> str:
+    """A stored UTC time in ``zone``, ISO 8601 to the minute (seconds only when there are any)."""
+    moment = datetime.fromisoformat(stored_utc.replace("Z", "+00:00")).astimezone(zone)
+    text = moment.isoformat(timespec="seconds" if moment.second else "minutes")
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 @central.group()
@@ -189,7 +262,7 @@ def device_add(public_key: str, hall: str) -> None:
     """Register a kiosk; prints its device id (derived from the key)."""
     from central import registry
 
-    with _store() as store, store.transaction():
+    with _store(create=True) as store, store.transaction():
         device_id = registry.add_device(store, public_key, hall)
         _audit(store, "device.register", {"device": device_id, "hall": hall})
     click.echo(device_id)
@@ -233,7 +306,7 @@ def hall_(hall_id: str, name: str) -> None:
     """Add or rename a hall."""
     from central import registry
 
-    with _store() as store:
+    with _store(create=True) as store:
         registry.add_hall(store, hall_id, name)
     click.echo(f"hall {hall_id}: {name}")
 
@@ -246,7 +319,7 @@ def cell_(cell_id: str, name: str) -> None:
     """Add or rename a cell (chi bộ)."""
     from central import registry
 
-    with _store() as store:
+    with _store(create=True) as store:
         registry.add_cell(store, cell_id, name)
     click.echo(f"cell {cell_id}: {name}")
 
@@ -278,7 +351,7 @@ def user_add(username: str, role: str, password_stdin: bool) -> None:
     from central import accounts
 
     password, generated = _new_password(password_stdin)
-    with _store() as store, store.transaction():
+    with _store(create=True) as store, store.transaction():
         made = accounts.add_user(store, username, role, password)
         _audit(store, "user.create", {"user": made["username"], "role": role})
     click.echo(f"created {made['username']} ({role})")
