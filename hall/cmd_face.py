@@ -31,8 +31,8 @@ def compare(enrolled_photo: Path, probe_photo: Path, threshold: float | None) ->
 
     limit = DEFAULT_THRESHOLD if threshold is None else threshold
     try:
-        enrolled = encode_photo(enrolled_photo)
-        probe = encode_photo(probe_photo)
+        enrolled = encode_photo(enrolled_photo, role="the enrolled photo")
+        probe = encode_photo(probe_photo, role="the probe photo")
     except FaceError as e:
         click.echo(f"hall face compare: {e}", err=True)
         sys.exit(2)

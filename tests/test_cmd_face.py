@@ -48,6 +48,9 @@ def test_bad_input_exits_2_with_the_reason(faces_dir, tmp_path):
     assert run(obama, str(tmp_path / "text.jpg")).exit_code == 2
     group = run(obama, str(faces_dir / "scenes" / "two_people.jpg"))
     assert group.exit_code == 2 and "2 faces found" in group.stderr
+    assert "the probe photo must show one person" in group.stderr and "enrolment" not in group.stderr, group.stderr
+    enrolled_group = run(str(faces_dir / "scenes" / "two_people.jpg"), obama)
+    assert "the enrolled photo must show one person" in enrolled_group.stderr, enrolled_group.stderr
 
 
 def test_help_lists_compare():

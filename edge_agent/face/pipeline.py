@@ -217,8 +217,8 @@ def load_image(path: str | Path) -> np.ndarray:
     return image
 
 
-def encode_photo(path: str | Path, *, num_jitters: int = ENROL_JITTERS) -> list[float]:
-    """The enrolment template of a photo holding exactly one usable face."""
+def encode_photo(path: str | Path, *, num_jitters: int = ENROL_JITTERS, role: str = "an enrolment photo") -> list[float]:
+    """The enrolment template of a photo holding exactly one usable face; ``role`` names the photo in errors."""
     image = load_image(path)
     h, w = image.shape[:2]
     width = None if max(h, w) <= ENROL_MAX_SIDE else round(w * ENROL_MAX_SIDE / max(h, w))
@@ -226,10 +226,10 @@ def encode_photo(path: str | Path, *, num_jitters: int = ENROL_JITTERS) -> list[
     if not boxes:
         raise FaceError(f"{path}: no face found")
     if len(boxes) > 1:
-        raise FaceError(f"{path}: {len(boxes)} faces found; an enrolment photo must show one person")
+        raise FaceError(f"{path}: {len(boxes)} faces found; {role} must show one person")
     top, _, bottom, _ = boxes[0]
     if bottom - top < ENROL_MIN_FACE_PX:
-        raise FaceError(f"{path}: the face is {bottom - top} px tall; enrolment needs at least {ENROL_MIN_FACE_PX}")
+        raise FaceError(f"{path}: the face is {bottom - top} px tall; {role} needs one at least {ENROL_MIN_FACE_PX} px tall")
     encs = _face_recognition().face_encodings(_rgb(image), known_face_locations=boxes, num_jitters=num_jitters, model=ENCODING_MODEL)
     if not encs:
         raise FaceError(f"{path}: no face found")
