@@ -26,6 +26,18 @@ def _control_url(explicit: str | None) -> str:
         sys.exit(2)
 
 
+def _photo(face: str | None) -> str | None:
+    """--face as the demo needs it: checked here (the user sees their own mistake), and absolute,
+    since the demo may run from another directory."""
+    if face is None or face in SPECIAL_FACES:
+        return face
+    path = Path(face).expanduser()
+    if not path.is_file():
+        click.echo(f"hall sim: no photo at {face}" + ("" if path.exists() else " (no such file)"), err=True)
+        sys.exit(2)
+    return str(path.resolve())
+
+
 def _post(control: str | None, path: str, payload: dict) -> None:
     url = _control_url(control) + path
     try:
@@ -33,14 +45,22 @@ def _post(control: str | None, path: str, payload: dict) -> None:
     except httpx.HTTPError as exc:
         click.echo(f"hall sim: cannot reach the demo at {url}: {exc}", err=True)
         sys.exit(2)
-    click.echo(reply.text)
-    if reply.status_code != 200:
-        sys.exit(2)
+    if reply.status_code == 200:
+        click.echo(reply.text)
+        return
+    try:
+        reason = reply.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        reason = reply.text.strip() or f"HTTP {reply.status_code}"
+    click.echo(f"hall sim: the demo refused it: {reason}", err=True)
+    sys.exit(2)
 
 
+SPECIAL_FACES = ("none", "off")  # hall/sim_rig.py EMPTY_SCENE, CAMERA_OFF
 control_option = click.option("--control", default=None, help="control URL of the demo (default: from var/demo/sim.json)")
 face_option = click.option("--face", default=None,
-                           help="photo the camera shows (default: the member's own probe photo; 'none' for an empty camera)")
+                           help="photo the camera shows (default: the member's own probe photo); 'none' for an empty "
+                                "scene (the camera works and sees no face), 'off' for a camera that gives no frames")
 
 
 @click.group()
@@ -54,7 +74,7 @@ def sim() -> None:
 @control_option
 def tap(card: str, face: str | None, control: str | None) -> None:
     """Tap a member card on the simulated PN532 (the camera first shows --face)."""
-    _post(control, "/tap", {"card": card, "face": face})
+    _post(control, "/tap", {"card": card, "face": _photo(face)})
 
 
 @sim.command()
@@ -63,7 +83,7 @@ def tap(card: str, face: str | None, control: str | None) -> None:
 @control_option
 def scan(text: str, face: str | None, control: str | None) -> None:
     """Scan TEXT (a CCCD QR payload) on the simulated serial QR scanner."""
-    _post(control, "/scan", {"text": text, "face": face})
+    _post(control, "/scan", {"text": text, "face": _photo(face)})
 
 
 @sim.command()
