@@ -5,10 +5,11 @@ also registers and revokes kiosks and reads rejected messages; an admin also
 manages accounts and reads the audit log.
 
 Passwords are stored as argon2id hashes (argon2-cffi's RFC 9106 defaults).
-Session ids and API tokens are 256-bit random strings, so a plain SHA-256 of
-them is enough to keep a copied database from opening a session: nothing short
-of guessing 2^256 values finds the preimage, and looking one up stays one index
-probe per request instead of an argon2 run.
+Session ids and API tokens are 256-bit random strings (one-time login codes
+192-bit and short-lived), so a plain SHA-256 of them is enough to keep a copied
+database from opening a session: nothing short of guessing that many values
+finds the preimage, and looking one up stays one index probe per request
+instead of an argon2 run.
 
 Nothing here records audit entries: the callers (API routes, CLI) know who asked
 and from where, and record them in the same transaction.
@@ -37,6 +38,9 @@ MAX_PASSWORD_CHARS = 1024  # argon2 takes any length; a megabyte "password" only
 TOKEN_PREFIX = "hct_"  # recognisable in a leaked config file or a secret scanner
 STAFF_TOKEN_ACTOR = "staff-token"
 TOKEN_TOUCH_S = 60  # last_used_at is refreshed at most this often, not one fsync per API call
+LOGIN_LINK = "login-link"  # sessions.via of a one-time login code not yet used
+LOGIN_LINK_TTL_S = 15 * 60.0
+MAX_LOGIN_LINK_TTL_S = 24 * 3600.0
 
 _hasher = PasswordHasher()
 _dummy_hash: str | None = None
@@ -130,9 +134,9 @@ def list_users(store: Store) -> list[dict[str, Any]]:
     return store.rows(
         "SELECT u.id, u.username, u.role, u.created_at, u.updated_at, u.disabled_at, "
         "(SELECT COUNT(*) FROM api_tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL) AS tokens, "
-        "(SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.expires_at > ?) AS sessions "
+        "(SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.expires_at > ? AND s.via <> ?) AS sessions "
         "FROM users u ORDER BY u.username",
-        [utc_now()],
+        [utc_now(), LOGIN_LINK],
     )
 
 
@@ -229,12 +233,58 @@ def open_session(store: Store, staff: Staff, *, ttl_s: float, remote: str | None
     return session
 
 
+def issue_login_link(store: Store, username: str | None = None, *, ttl_s: float = LOGIN_LINK_TTL_S) -> str:
+    """A one-time login code for ``username``, or for the staff-token admin when None; only its hash is stored.
+
+    It waits in ``sessions`` as a row whose ``via`` is 'login-link' (never accepted as a session)
+    until it is redeemed (deleted) or expires. The URL is ``/login/once/<code>``.
+    """
+    if not 0 < ttl_s <= MAX_LOGIN_LINK_TTL_S:
+        raise AccountError(f"a login link lasts between a second and {MAX_LOGIN_LINK_TTL_S / 3600:g} hours")
+    code = secrets.token_urlsafe(24)
+    now = datetime.now(timezone.utc)
+    with store.transaction() as db:
+        user_id = None
+        if username is not None:
+            user = _require_user(store, username)
+            if user["disabled_at"]:
+                raise AccountError(f"staff account {user['username']!r} is disabled")
+            user_id = user["id"]
+        db.execute(
+            "INSERT INTO sessions (token_hash, user_id, via, created_at, expires_at, remote) VALUES (?, ?, ?, ?, ?, NULL)",
+            [_digest(code), user_id, LOGIN_LINK, _iso(now), _iso(now + timedelta(seconds=ttl_s))],
+        )
+    return code
+
+
+def redeem_login_link(store: Store, code: str, *, staff_token: str | None) -> tuple[Staff | None, str]:
+    """Use up a login code: who it logs in (None and why not, for the audit log). A code works once."""
+    with store.transaction() as db:
+        row = store.row(
+            "SELECT s.user_id, s.expires_at, u.username, u.role, u.disabled_at FROM sessions s "
+            "LEFT JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.via = ?",
+            [_digest(code), LOGIN_LINK],
+        )
+        if row is None:
+            return None, "unknown or already used login link"
+        db.execute("DELETE FROM sessions WHERE token_hash = ?", [_digest(code)])
+    if row["expires_at"] <= utc_now():
+        return None, "expired login link"
+    if row["user_id"] is None:
+        if staff_token is None:
+            return None, "login link for the staff token, which is switched off"
+        return Staff(STAFF_TOKEN_ACTOR, Role.admin, None, "session"), "ok"
+    if row["disabled_at"]:
+        return None, "login link of a disabled account"
+    return Staff(row["username"], Role[row["role"]], row["user_id"], "session"), "ok"
+
+
 def session_staff(store: Store, session: str, *, staff_token: str | None = None) -> Staff | None:
     """Who holds this session id, or None if it is unknown, expired, its user disabled or its staff token changed."""
     row = store.row(
         "SELECT s.user_id, s.via, s.expires_at, u.username, u.role, u.disabled_at FROM sessions s "
-        "LEFT JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
-        [_digest(session)],
+        "LEFT JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.via <> ?",
+        [_digest(session), LOGIN_LINK],
     )
     if row is None or row["expires_at"] <= utc_now():
         return None

@@ -63,7 +63,7 @@ class CentralSettings(BaseSettings):
     topic_prefix: str = Field(DEFAULT_PREFIX, description="MQTT topic prefix shared with the kiosks")
     http_host: str = Field("127.0.0.1", description="address the API and staff page listen on")
     http_port: int = Field(8800, description="port of the API and staff page")
-    staff_token: SecretStr = Field(SecretStr(""), description="shared bootstrap token: an admin credential (Bearer header or /login?token=) until staff accounts exist; also read from $CREDENTIALS_DIRECTORY/staff_token")
+    staff_token: SecretStr = Field(SecretStr(""), description="shared bootstrap token: an admin credential (Bearer header only; `hall central login-link` opens the page) until staff accounts exist; also read from $CREDENTIALS_DIRECTORY/staff_token")
     staff_token_enabled: bool = Field(True, description="accept the shared staff token as an admin credential; set false once `hall central user add --role admin` has made a real admin, and the token is then neither needed nor accepted")
     session_hours: float = Field(12.0, gt=0, le=24 * 30, description="how long a staff login lasts before the password is asked again")
     public_origins: str = Field("", description="comma-separated origins staff open the page at (https://central.example); a state-changing request carrying a login cookie must come from one of them (Origin or Referer). Empty: http://HTTP_HOST:HTTP_PORT, and its localhost/127.0.0.1 forms for a loopback or wildcard host")

@@ -464,6 +464,30 @@ def token_revoke(username: str, token_id: int) -> None:
     click.echo(f"revoked token {token_id} of {username}")
 
 
+@central.command("login-link")
+@click.option("--user", "username", default=None,
+              help="Log in as this account (default: the staff-token admin, while HALL_CENTRAL_STAFF_TOKEN_ENABLED).")
+@click.option("--minutes", default=15.0, show_default=True, type=click.FloatRange(0, 24 * 60, min_open=True),
+              help="How long the link stays usable.")
+@click.option("--origin", default=None,
+              help="Where staff open central (default: the first of HALL_CENTRAL_PUBLIC_ORIGINS, else http://HTTP_HOST:HTTP_PORT).")
+@_errors
+def login_link(username: str | None, minutes: float, origin: str | None) -> None:
+    """Print a one-time login link (/login/once/CODE): it works once, for a few minutes.
+
+    Tokens never travel in URLs; this link is the way to open the page without a password.
+    """
+    from central import accounts
+
+    settings = _settings()
+    with _store() as store, store.transaction():
+        code = accounts.issue_login_link(store, username, ttl_s=minutes * 60)
+        _audit(store, "login-link.create", {"user": username or accounts.STAFF_TOKEN_ACTOR, "minutes": minutes})
+    base = (origin or settings.allowed_origins()[0]).rstrip("/")
+    click.echo(f"{base}/login/once/{code}")
+    click.echo(f"one-time login link for {username or 'the staff-token admin'}, valid {minutes:g} min", err=True)
+
+
 @central.command("audit")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="How many entries.")
 @click.option("--action", default=None, help="Only this action, or a prefix ending in '.' (login.).")

@@ -74,6 +74,7 @@ def demo(data_dir: Path, faces: Path | None, central_port: int, kiosk_port: int,
         wait_port(mqtt_port, proc=children[-1])
 
         click.echo("hall demo: enrolling the demo cell at central (face templates from the photos) …")
+        from central import accounts as central_accounts
         from central import keys as central_keys
         from central.settings import CentralSettings
         from central.store import open_store
@@ -91,6 +92,7 @@ def demo(data_dir: Path, faces: Path | None, central_port: int, kiosk_port: int,
         store = open_store(csettings.data_dir)
         try:
             meeting_id = demo_data.seed_central(store, central_keys.template_box(csettings.data_dir), faces, [kiosk.public_key])
+            login_code = central_accounts.issue_login_link(store, ttl_s=3600)  # the banner's link: tokens stay out of URLs
         finally:
             store.close()
         central_key = central_keys.central_public_key(csettings)
@@ -131,7 +133,8 @@ def demo(data_dir: Path, faces: Path | None, central_port: int, kiosk_port: int,
 Hall demo is running (Ctrl-C stops it).
 
   Kiosk page    http://127.0.0.1:{kiosk_port}/
-  Central       http://127.0.0.1:{central_port}/login?token={token}
+  Central       http://127.0.0.1:{central_port}/login/once/{login_code}   (one-time link, 1 hour; another:
+                HALL_CENTRAL_DATA_DIR={data_dir / 'central'} HALL_CENTRAL_HTTP_PORT={central_port} .venv/bin/hall central login-link)
   API           curl -H 'Authorization: Bearer {token}' http://127.0.0.1:{central_port}/api/meetings/{meeting_id}/attendance
   MQTT broker   127.0.0.1:{mqtt_port}    logs: {data_dir}/*.log
   Central CLI   HALL_CENTRAL_DATA_DIR={data_dir / 'central'} .venv/bin/hall central …   (the demo's data)

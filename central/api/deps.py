@@ -10,6 +10,8 @@ A caller proves who they are with, in this order:
 - ``Authorization: Bearer hct_...``: a user's API token (for scripts and machines);
 - ``Authorization: Bearer <staff token>``: the shared bootstrap token, an admin,
   while ``staff_token_enabled`` (compatibility with the demo and older scripts);
+  a token is taken from this header only, never from a URL, and an address
+  presenting many unknown tokens gets 429 for a while (central/api/throttle.py);
 - the ``hall_session`` cookie set by ``/login``: a server-side session. It is
   HttpOnly and SameSite=Strict, so scripts and other sites cannot use it, and a
   state-changing request carrying it must come from this site's own pages: its
@@ -29,6 +31,7 @@ from fastapi import Depends, HTTPException, Request, status
 
 from ..accounts import STAFF_TOKEN_ACTOR, Role, Staff, session_staff, token_staff
 from ..store import Store
+from .throttle import Guard, source_of
 
 SESSION_COOKIE = "hall_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -38,6 +41,14 @@ SQLITE_MAX_INT = 2**63 - 1
 
 def remote_of(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def guard_of(request: Request) -> Guard:
+    """The app's count of failed credentials (central/api/throttle.py)."""
+    found = getattr(request.app.state, "guard", None)
+    if found is None:
+        found = request.app.state.guard = Guard()
+    return found
 
 
 def _bearer(request: Request) -> str | None:
@@ -54,11 +65,18 @@ def current_staff(request: Request) -> Staff | None:
     staff: Staff | None = None
     presented = _bearer(request)
     if presented is not None:
+        # Guessing tokens is slowed per address: past the limit nothing it presents is looked at.
+        guard, source = guard_of(request), source_of(remote_of(request))
+        if guard.tokens_refused(source):
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                                detail="too many unknown tokens from this address; wait a few minutes / quá nhiều lần thử")
         # A bearer credential that does not check out is not silently replaced by a cookie.
         if staff_token and hmac.compare_digest(presented.encode(), staff_token.encode()):
             staff = Staff(STAFF_TOKEN_ACTOR, Role.admin, None, "staff-token")
         else:
             staff = token_staff(store, presented)
+            if staff is None:
+                guard.token_failed(source)
     elif session := request.cookies.get(SESSION_COOKIE):
         staff = session_staff(store, session, staff_token=staff_token)
     request.state.staff = staff

@@ -60,14 +60,27 @@ def test_wrong_password_or_unknown_user_gets_401_the_same_answer_and_an_audit_en
     assert client.get("/api/me").status_code == 401
 
 
-def test_repeated_wrong_passwords_lock_the_username_for_a_while(staffed):
-    client = staffed.client()
+def test_repeated_wrong_passwords_stop_the_guesser_not_the_account_s_owner(staffed):
+    guesser = staffed.client(client=("203.0.113.9", 40000))
     for _ in range(5):
-        assert client.post("/login", data={"username": "admin", "password": "guess-guess-guess"}).status_code == 401
-    locked = client.post("/login", data={"username": "admin", "password": PASSWORD["admin"]})
+        assert guesser.post("/login", data={"username": "admin", "password": "guess-guess-guess"}).status_code == 401
+    locked = guesser.post("/login", data={"username": "admin", "password": PASSWORD["admin"]})
     assert locked.status_code == 429 and "hall_session" not in locked.headers.get("set-cookie", "")
     assert staffed.audit("login.failure")[-1]["detail"].startswith("too many failed attempts")
+    # The owner, at an address that has not been failing, still logs in with the right password.
+    staffed.login("admin", client=staffed.client(client=("198.51.100.9", 40000)))
     staffed.login("viewer")  # other accounts are not affected
+
+
+def test_guessing_one_account_from_many_addresses_leaves_the_owner_a_way_in(staffed):
+    for n in range(20):  # a botnet: four guesses from each of five addresses, then more addresses...
+        guesser = staffed.client(client=(f"203.0.113.{n // 4 + 20}", 40000))
+        assert guesser.post("/login", data={"username": "admin", "password": f"guess-{n}-guess"}).status_code == 401
+    # Past that many failures for the account, addresses that have failed no longer get to try it at all...
+    failing = staffed.client(client=("203.0.113.20", 40000))
+    assert failing.post("/login", data={"username": "admin", "password": PASSWORD["admin"]}).status_code == 429
+    # ...while one that has not failed may: the owner logs in.
+    staffed.login("admin", client=staffed.client(client=("198.51.100.10", 40000)))
 
 
 def test_failed_logins_from_one_address_are_limited_across_usernames(staffed):
@@ -238,3 +251,25 @@ def test_account_rules(staffed):
             continue
         raise AssertionError(f"{bad!r} accepted")
     assert accounts.authenticate(store, "viewer", "x" * 5000) == (None, "wrong password")
+
+
+def test_hall_central_login_link_prints_a_one_time_link_for_an_account(staffed):
+    from click.testing import CliRunner
+
+    from hall.cli import main
+
+    env = {"HALL_CENTRAL_DATA_DIR": str(staffed.store.path.parent), "HALL_CENTRAL_HTTP_PORT": "8811"}
+    result = CliRunner().invoke(main, ["central", "login-link", "--user", "technician", "--minutes", "5"], env=env)
+    assert result.exit_code == 0, result.output
+    link = result.stdout.strip()
+    assert link.startswith("http://127.0.0.1:8811/login/once/")
+    client = staffed.client()
+    path = link.removeprefix("http://127.0.0.1:8811")
+    assert client.get(path, follow_redirects=False).status_code == 303
+    assert client.get("/api/me").json()["name"] == "technician"
+    assert staffed.client().get(path, follow_redirects=False).status_code == 401  # once only
+    [made] = staffed.audit("login-link.create")
+    assert made["actor"].startswith("cli:") and json.loads(made["detail"]) == {"user": "technician", "minutes": 5.0}
+    assert staffed.audit("login.success")[-1]["detail"] == "one-time login link"
+    refused = CliRunner().invoke(main, ["central", "login-link", "--user", "nobody"], env=env)
+    assert refused.exit_code == 1 and "no staff account 'nobody'" in refused.output

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from central import registry
+from central import accounts, registry
 from central.api import create_app
 from central.api.app import all_routes
-from central.errors import SettingsError
+from central.errors import AccountError, SettingsError
 from central.ingest import Ingest
 from central.settings import CentralSettings
 from central.store import open_store
@@ -61,33 +62,62 @@ def test_health_is_public_and_says_nothing_else(env):
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
-def test_login_with_the_staff_token_opens_a_server_side_session(env):
+def test_a_one_time_login_link_opens_a_server_side_session_once(env):
     client, store, _ = env
     assert client.get("/").status_code == 401  # the login form, no data
-    assert client.get("/login", params={"token": "nope"}).status_code == 401
-    response = client.get("/login", params={"token": STAFF_TOKEN}, follow_redirects=False)
+    code = accounts.issue_login_link(store)  # what the demo and `hall central login-link` print, for the staff-token admin
+    assert code.encode() not in store.path.read_bytes() + Path(f"{store.path}-wal").read_bytes()  # only its hash
+    response = client.get(f"/login/once/{code}", follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/"
     cookie = response.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
-    assert STAFF_TOKEN not in cookie
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and code not in cookie and STAFF_TOKEN not in cookie
     page = client.get("/")
     assert page.status_code == 200 and "Điểm danh" in page.text and "Attendance" in page.text
-    assert client.get("/api/meetings").status_code == 200
-    assert store.scalar("SELECT COUNT(*) FROM sessions WHERE user_id IS NULL") == 1
-    actions = [(e["actor"], e["action"]) for e in store.rows("SELECT actor, action FROM audit ORDER BY id")]
-    assert actions == [("staff-token", "login.failure"), ("staff-token", "login.success")]
+    assert client.get("/api/me").json()["name"] == "staff-token" and client.get("/api/me").json()["role"] == "admin"
+    assert store.scalar("SELECT COUNT(*) FROM sessions WHERE user_id IS NULL") == 1  # the link itself is gone
+    again = TestClient(client.app).get(f"/login/once/{code}", follow_redirects=False)
+    assert again.status_code == 401 and "set-cookie" not in again.headers  # used up
+    late = accounts.issue_login_link(store, ttl_s=60)
+    store.db.execute("UPDATE sessions SET expires_at = '2000-01-01T00:00:00.000Z' WHERE via = 'login-link'")
+    assert TestClient(client.app).get(f"/login/once/{late}").status_code == 401
+    with pytest.raises(AccountError):
+        accounts.issue_login_link(store, "nobody")
+    actions = [(e["actor"], e["action"], e["detail"]) for e in store.rows("SELECT * FROM audit ORDER BY id")]
+    assert actions == [("staff-token", "login.success", "one-time login link"),
+                       ("?", "login.failure", "unknown or already used login link"), ("?", "login.failure", "expired login link")]
+
+
+def test_the_staff_token_is_never_taken_from_a_url(env):
+    client, store, _ = env
+    response = client.get("/login", params={"token": STAFF_TOKEN}, follow_redirects=False)
+    assert response.status_code == 400 and "set-cookie" not in response.headers and "login-link" in response.text
+    assert client.get("/api/me").status_code == 401
+    assert store.scalar("SELECT COUNT(*) FROM sessions") == 0
+    assert client.get("/api/me", headers=AUTH).status_code == 200  # the header still works, for scripts
+
+
+def test_guessing_login_links_or_bearer_tokens_is_slowed_per_address(env):
+    client, store, _ = env
+    guesser = TestClient(client.app, client=("203.0.113.5", 40000))
+    for n in range(10):
+        assert guesser.get(f"/login/once/guess{n}").status_code == 401
+        assert guesser.get("/api/me", headers={"Authorization": f"Bearer hct_guess{n}"}).status_code == 401
+    assert guesser.get("/api/me", headers=AUTH).status_code == 429  # refused before any token is looked at
+    assert guesser.get(f"/login/once/{accounts.issue_login_link(store)}").status_code == 429
+    assert TestClient(client.app, client=("198.51.100.5", 40000)).get("/api/me", headers=AUTH).status_code == 200
 
 
 def test_a_session_opened_with_an_old_staff_token_ends_when_the_token_changes(env):
     client, store, _ = env
-    client.get("/login", params={"token": STAFF_TOKEN})
+    client.get(f"/login/once/{accounts.issue_login_link(store)}")
     assert client.get("/api/meetings").status_code == 200
     renewed = TestClient(create_app(store=store, staff_token="a-brand-new-staff-token-987654"), cookies=client.cookies)
     assert renewed.get("/api/meetings").status_code == 401
     without = TestClient(create_app(store=store, staff_token=None), cookies=client.cookies)
     assert without.get("/api/meetings").status_code == 401
     assert without.get("/api/meetings", headers=AUTH).status_code == 401
-    assert without.get("/login", params={"token": STAFF_TOKEN}).status_code == 401
+    # A link for the staff-token admin opens nothing while the staff token is switched off.
+    assert without.get(f"/login/once/{accounts.issue_login_link(store)}", follow_redirects=False).status_code == 401
 
 
 def test_attendance_lists_present_with_details_and_absent_members(env):

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from central import registry
+from central import accounts, registry
 from central.errors import SettingsError
 from central.settings import CentralSettings
 from central.service import CentralService, central_public_key
@@ -39,7 +39,7 @@ def test_service_stores_a_check_in_and_the_page_api_shows_it(tmp_path, broker):
         with httpx.Client(base_url=service.url, timeout=5) as http:
             assert http.get("/healthz").status_code == 200
             assert http.get("/api/meetings/mt1/attendance").status_code == 401
-            http.get("/login", params={"token": STAFF_TOKEN})
+            http.get(f"/login/once/{accounts.issue_login_link(service.store)}")
             present = http.get("/api/meetings/mt1/attendance").json()["present"]
             assert [p["member_id"] for p in present] == ["m1"]
             assert http.get("/api/collector").json()["stored"] == 1
@@ -60,7 +60,7 @@ def test_with_the_staff_token_switched_off_only_accounts_log_in(tmp_path, broker
     with open_store(settings.data_dir) as store:
         accounts.add_user(store, "root", "admin", "root-password-42")
     with CentralService(settings) as service, httpx.Client(base_url=service.url, timeout=5) as http:
-        assert http.get("/login", params={"token": "changeme"}).status_code == 401
+        assert http.get(f"/login/once/{accounts.issue_login_link(service.store)}").status_code == 401  # no staff-token admin
         login = http.post("/login", data={"username": "root", "password": "root-password-42"})
         assert login.status_code == 303 and "Max-Age=1800" in login.headers["set-cookie"]
         assert http.get("/api/me").json()["name"] == "root"

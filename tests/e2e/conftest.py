@@ -36,6 +36,7 @@ class System:
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory, module_broker, faces_dir):
+    from central import accounts
     from central import keys as central_keys
     from central.media import media_secret, stream_key
     from central.service import CentralService
@@ -64,6 +65,7 @@ def system(tmp_path_factory, module_broker, faces_dir):
     s.central = CentralService(csettings)
     s.central.start()
     s.central_url = s.central.url.rstrip("/")
+    s.login_link = lambda: f"{s.central_url}/login/once/{accounts.issue_login_link(s.central.store)}"  # one per page
 
     s.rig = SimRig(stage_path=work / "stage.jpg", default_faces=demo_data.default_faces(faces_dir))
     s.rig.start()

@@ -8,18 +8,18 @@ guessing stays slow without letting anyone lock an owner out of their account.
 
 from __future__ import annotations
 
-import hmac
 import html
 from urllib.parse import parse_qs
 
 import anyio
 from fastapi import APIRouter, Query, Request, status
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ... import accounts, audit
 from ...store import Store
-from ..deps import SESSION_COOKIE, Public, StoreDep, current_staff, remote_of
+from ..deps import SESSION_COOKIE, Public, StoreDep, current_staff, guard_of, remote_of
 from ..throttle import Guard, source_of
 
 router = APIRouter(tags=["session"])
@@ -59,13 +59,6 @@ def login_page(message: str = "", status_code: int = status.HTTP_401_UNAUTHORIZE
     return HTMLResponse(body, status_code=status_code, headers={"Cache-Control": "no-store"})
 
 
-def guard_of(request: Request) -> Guard:
-    found = getattr(request.app.state, "guard", None)
-    if found is None:
-        found = request.app.state.guard = Guard()
-    return found
-
-
 def _password_checks(request: Request) -> anyio.CapacityLimiter:
     found = getattr(request.app.state, "password_checks", None)
     if found is None:
@@ -83,19 +76,34 @@ def _signed_in(request: Request, session: str) -> Response:
 
 
 @router.get("/login", dependencies=[Public])
-def login_form(request: Request, store: StoreDep, token: str = Query("", include_in_schema=False)) -> Response:
-    """The login page. ``?token=`` (the shared staff token) is still accepted for the demo and older scripts."""
-    if not token:
-        return login_page(status_code=status.HTTP_200_OK)
-    staff_token: str | None = request.app.state.staff_token
+def login_form(token: str = Query("", include_in_schema=False)) -> Response:
+    """The login page. A token in the URL is not looked at: URLs end up in logs, history and Referer headers."""
+    if token:
+        return login_page("Mã nhân viên không còn được nhận qua địa chỉ; hãy dùng liên kết đăng nhập một lần "
+                          "(hall central login-link) / The staff token is no longer accepted in a URL: use a "
+                          "one-time login link (hall central login-link)", status.HTTP_400_BAD_REQUEST)
+    return login_page(status_code=status.HTTP_200_OK)
+
+
+@router.get("/login/once/{code}", dependencies=[Public])
+async def login_once(request: Request, store: StoreDep, code: str = PathParam(max_length=64)) -> Response:
+    """A one-time login link from `hall central login-link` (or the demo's banner): used up on the first visit."""
     remote = remote_of(request)
-    if not staff_token or not hmac.compare_digest(token.encode(), staff_token.encode()):
-        audit.record(store, accounts.STAFF_TOKEN_ACTOR, "login.failure", "wrong staff token in /login?token=", remote)
-        return login_page("Sai mã / Wrong token")
-    staff = accounts.Staff(accounts.STAFF_TOKEN_ACTOR, accounts.Role.admin, None, "session")
-    with store.transaction():
-        session = accounts.open_session(store, staff, ttl_s=request.app.state.session_ttl_s, remote=remote, staff_token=staff_token)
-        audit.record(store, staff.name, "login.success", "staff token", remote)
+    source, guard = source_of(remote), guard_of(request)
+    if guard.tokens_refused(source):
+        if guard.first_refusal(("token", source)):
+            await run_in_threadpool(audit.record, store, "?", "login.failure",
+                                    f"too many unknown tokens or login links from {source}; refused unchecked", remote)
+        return login_page("Quá nhiều lần thử sai, hãy đợi vài phút / Too many attempts, wait a few minutes",
+                          status.HTTP_429_TOO_MANY_REQUESTS)
+    staff_token: str | None = request.app.state.staff_token
+    staff, reason = await run_in_threadpool(accounts.redeem_login_link, store, code, staff_token=staff_token)
+    if staff is None:
+        guard.token_failed(source)
+        await run_in_threadpool(audit.record, store, "?", "login.failure", reason, remote)
+        return login_page("Liên kết đăng nhập đã dùng hoặc hết hạn / This login link is used up or expired")
+    session = await run_in_threadpool(_open, store, staff, request.app.state.session_ttl_s, remote, "one-time login link",
+                                      staff_token)
     return _signed_in(request, session)
 
 
