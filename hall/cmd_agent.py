@@ -17,7 +17,7 @@ def agent() -> None:
 
 
 @agent.command("run")
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
 def run(log_level: str) -> None:
     """Run the kiosk: readers, camera, face worker, outbox, uplink and the kiosk page."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -88,7 +88,8 @@ def scan(text: str, face: str | None, control: str | None) -> None:
 
 @sim.command()
 @click.option("--hex", "hexdata", default="00ff13ab00ff03fd", show_default=True, help="bytes to inject, hex")
-@click.option("--target", type=click.Choice(["card", "qr"]), default="card", show_default=True)
+@click.option("--target", type=click.Choice(["card", "qr"]), default="card", show_default=True,
+              help="the serial line: the card reader (PN532) or the QR scanner")
 @control_option
 def garbage(hexdata: str, target: str, control: str | None) -> None:
     """Inject raw bytes (line noise, broken frames) on a simulated serial line."""

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 from nacl.signing import SigningKey
@@ -17,7 +16,6 @@ from central.settings import CentralSettings
 from central.store import open_store
 from contract import device_id_from_public_key, public_key_text
 from hall.cli import main
-from hall.cmd_central import central
 
 
 @pytest.fixture
@@ -30,21 +28,6 @@ def hall(tmp_path):
 
     invoke.data_dir = tmp_path / "central"
     return invoke
-
-
-def _commands(group: click.Group, path: tuple[str, ...] = ()):
-    for name, cmd in group.commands.items():
-        yield (*path, name)
-        if isinstance(cmd, click.Group):
-            yield from _commands(cmd, (*path, name))
-
-
-def test_every_command_has_help(hall):
-    paths = list(_commands(central))
-    assert {("run",), ("enroll",), ("import",), ("meeting", "add"), ("device", "add"), ("device", "list"), ("key",)} <= set(paths)
-    for path in paths:
-        result = hall(*path, "--help")
-        assert result.exit_code == 0 and "Usage:" in result.output, path
 
 
 def test_key_prints_centrals_public_key_stably(hall):
@@ -229,7 +212,7 @@ def test_import_says_each_refused_row_once(tmp_path, faces_dir):
     csv_file = tmp_path / "m.csv"
     csv_file.write_text("id,name,cell,cccd,cards,photos\nbad,Bad,C1,12,,rose_leslie/img2.jpg\nworse,Worse,C1,,04A1B2C3D4E5F607,x.jpg\n")
     run = subprocess.run([str(Path(sys.executable).with_name("hall")), "central", "import", str(csv_file), "--photos", str(faces_dir)],
-                         capture_output=True, text=True, timeout=120,
+                         capture_output=True, text=True, timeout=120, check=False,
                          env={**os.environ, "HALL_CENTRAL_DATA_DIR": str(tmp_path / "central")})
     said = run.stdout + run.stderr
     assert run.returncode == 1, said
