@@ -244,7 +244,7 @@ def _zone_of(given: str) -> tzinfo:
 
 def _local_text(stored_utc: str, zone: tzinfo) -> str:
     """A stored UTC time in ``zone``, ISO 8601 to the minute (seconds only when there are any)."""
-    moment = datetime.fromisoformat(stored_utc.replace("Z", "+00:00")).astimezone(zone)
+    moment = datetime.fromisoformat(stored_utc).astimezone(zone)
     text = moment.isoformat(timespec="seconds" if moment.second else "minutes")
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 

@@ -75,3 +75,20 @@ def test_the_check_fails_for_a_command_without_help():
 
     assert help_problems(tool, "tool") == ["`tool nested bare` has no help text (docstring)",
                                            "`tool nested bare` option --flag is not described"]
+
+
+def test_the_readme_command_table_names_every_command():
+    """Each command is in README's table, by its own name or under its group's `hall GROUP …` row."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = "\n".join(line for line in readme.split("## The `hall` command", 1)[1].splitlines() if line.startswith("| `hall"))
+    missing = []
+    for path, command in _commands(main):
+        if isinstance(command, click.Group):
+            continue
+        prefixes = [" ".join(path[:n]) for n in range(1, len(path))]
+        named = f"`hall {' '.join(path)}" in table or any(f"`hall {p} …`" in table for p in prefixes)
+        if not named:
+            missing.append(" ".join(path))
+    assert missing == []

@@ -35,7 +35,7 @@ def test_a_missing_photo_is_reported_as_missing_before_anything_is_sent(tmp_path
 
 
 def test_the_rig_answers_a_photo_it_cannot_show_with_a_clear_error(rig, tmp_path):
-    r, url = rig
+    _, url = rig
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("hello")
     result = sim("tap", "--card", "04A1B2C3D4E5F6", "--face", str(not_an_image), "--control", url)
