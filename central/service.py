@@ -13,7 +13,7 @@ import time
 
 import uvicorn
 
-from . import keys
+from . import keys, rejection_log
 from .api import create_app
 from .collector import Collector
 from .errors import CentralError
@@ -45,6 +45,8 @@ class CentralService:
         # Refuse a placeholder before opening anything; with the token switched off only accounts log in.
         token = self.settings.checked_staff_token() if self.settings.staff_token_enabled else None
         self.store = open_store(self.settings.data_dir)
+        self.store.rejection_limits = rejection_log.Limits.from_settings(self.settings)
+        rejection_log.prune(self.store)  # limits may have been lowered since the last run
         if token is None and not self.store.scalar("SELECT 1 FROM users WHERE role = 'admin' AND disabled_at IS NULL"):
             log.warning("the staff token is switched off and no admin account exists: "
                         "make one with `hall central user add --username NAME --role admin`")
