@@ -38,15 +38,24 @@ monotonic clock, by over the tolerance, the record is flagged "clock jumped by
 (previous unsynchronised, this one synchronised) is the clock being set, not a
 fault: it is not flagged here, and the earlier records get rule 4.
 
+A monotonic reading that no running system can have (negative, not finite, or over
+``MAX_MONOTONIC_S``; the contract refuses such records, but rows stored before it did
+may hold one) is never used for arithmetic: the record gets no boot anchor and no jump
+check, is flagged "monotonic clock reading … is impossible" and is placed by rules 1–3
+and 5 alone (at ``received`` when the wall is not trusted either).
+
 Flags are joined with "; ". Times are ISO 8601 UTC with milliseconds and a Z,
 like the rest of central.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
+
+from contract.records import MAX_MONOTONIC_S
 
 TOLERANCE_S = 120.0
 MIN_YEAR = 2024
@@ -85,6 +94,11 @@ class Evidence:
     def __post_init__(self) -> None:
         object.__setattr__(self, "when", parse_time(self.wall))
 
+    @property
+    def monotonic_ok(self) -> bool:
+        m = self.monotonic
+        return isinstance(m, (int, float)) and math.isfinite(m) and 0 <= m <= MAX_MONOTONIC_S
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -98,7 +112,10 @@ def _seconds(delta: timedelta) -> int:
 
 
 def _anchored(ev: Evidence, anchor: Evidence, received: datetime) -> tuple[datetime, str, list[str]]:
-    placed = anchor.when + timedelta(seconds=ev.monotonic - anchor.monotonic)  # type: ignore[operator]
+    try:
+        placed = anchor.when + timedelta(seconds=ev.monotonic - anchor.monotonic)  # type: ignore[operator]
+    except OverflowError:  # a date before year 1 or after 9999: the anchor is no help
+        return received, RECEIVED, [f"boot anchor (record {anchor.seq}) places it outside the calendar"]
     if placed > received + timedelta(seconds=TOLERANCE_S):
         # Only a device misreporting its boot could get here; central's own clock wins.
         return received, RECEIVED, [f"boot anchor (record {anchor.seq}) places it {_seconds(placed - received)} s after it was received"]
@@ -111,6 +128,10 @@ def decide(ev: Evidence, received_at: str | datetime, anchor: Evidence | None) -
     assert received is not None, received_at
     wall = ev.when
     problem: str | None = None
+    absurd: list[str] = []
+    if not ev.monotonic_ok:
+        absurd = [f"monotonic clock reading {ev.monotonic!r} s is impossible"]
+        anchor = None
     if wall is None:
         problem = f"device time unreadable ({ev.wall[:40]!r})"
     elif wall.year < MIN_YEAR:
@@ -120,7 +141,7 @@ def decide(ev: Evidence, received_at: str | datetime, anchor: Evidence | None) -
     if problem is None and ev.synced:
         # Kiosks already write central's form (ms, Z); formatting it again would only cost time.
         placed_at = ev.wall if len(ev.wall) == 24 and ev.wall[19] == "." and ev.wall[23] == "Z" else iso(wall)  # type: ignore[arg-type]
-        return placed_at, DEVICE_SYNCED, []
+        return placed_at, DEVICE_SYNCED, absurd
     if not ev.synced and anchor is not None:
         placed, by, flags = _anchored(ev, anchor, received)
         source = f"placed from record {anchor.seq} of the same boot"
@@ -132,16 +153,18 @@ def decide(ev: Evidence, received_at: str | datetime, anchor: Evidence | None) -
             flags = [f"device clock differs by {_seconds(wall - placed):+d} s ({source})"]
         return iso(placed), by, flags
     if problem is not None:
-        return iso(received), RECEIVED, [problem]
+        return iso(received), RECEIVED, [problem, *absurd]
     assert wall is not None
     if wall <= received:
-        return iso(wall), DEVICE_UNSYNCED, [NOT_SYNCED]
-    return iso(received), RECEIVED, [NOT_SYNCED]
+        return iso(wall), DEVICE_UNSYNCED, [NOT_SYNCED, *absurd]
+    return iso(received), RECEIVED, [NOT_SYNCED, *absurd]
 
 
 def jump(ev: Evidence, prev: Evidence | None) -> str | None:
     """The jump flag against the previous record of the device (seq − 1), if in the same boot."""
     if prev is None or prev.seq != ev.seq - 1 or prev.boot_id != ev.boot_id or (ev.synced and not prev.synced):
+        return None
+    if not (ev.monotonic_ok and prev.monotonic_ok):
         return None
     wall, prev_wall = ev.when, prev.when
     if wall is None or prev_wall is None:
@@ -194,7 +217,8 @@ class ClockPlacer:
         before = self.db.execute(
             f"SELECT {_EVIDENCE} FROM records WHERE device = ? AND boot_id = ? AND placed_by = '{DEVICE_SYNCED}' AND seq < ? "
             "ORDER BY seq DESC LIMIT 1", [device, ev.boot_id, ev.seq]).fetchone()
-        return _evidence(before)
+        found = _evidence(before)
+        return found if found is not None and found.monotonic_ok else None
 
     def place(self, device: str, ev: Evidence, received_at: str | datetime) -> Placement:
         anchor = None if ev.synced else self._anchor(device, ev)
@@ -208,7 +232,7 @@ class ClockPlacer:
         """After the record's row is written: remember it, and let a new anchor place earlier records of its boot."""
         if self._last is not None:
             self._last[device] = ev
-        if placement.placed_by != DEVICE_SYNCED:
+        if placement.placed_by != DEVICE_SYNCED or not ev.monotonic_ok:
             if not ev.synced and placement.placed_by != BOOT_ANCHOR and self._settled is not None:
                 self._settled.discard((device, ev.boot_id))
             return

@@ -11,11 +11,18 @@ data to anyone but that device.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from nacl.public import PrivateKey, SealedBox
 from nacl.signing import SigningKey, VerifyKey
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 
 from .canonical import canonical_bytes
 from .errors import ContractError
@@ -24,6 +31,14 @@ from .keys import b64d, b64e, sign_object, verify_object
 MESSAGE_VERSION = 1
 BUNDLE_VERSION = 2  # 2: the roster is sealed to the device (members_sealed), like the templates
 TEMPLATE_DIMENSIONS = 128
+# A kiosk's status is well under 2 KiB; the limits leave room and refuse the rest unread.
+MAX_STATUS_BYTES = 8 * 1024
+MAX_FAULTS = 16
+SHORT_TEXT = 64  # ids, versions, times
+LONG_TEXT = 300  # human-readable details and faults (the kiosk cuts ffmpeg's detail to 300)
+
+ShortText = Annotated[str, StringConstraints(max_length=SHORT_TEXT)]
+LongText = Annotated[str, StringConstraints(max_length=LONG_TEXT)]
 
 
 class _Msg(BaseModel):
@@ -42,7 +57,7 @@ class Ack(_Msg):
 
 class StreamState(_Msg):
     state: Literal["live", "reconnecting", "recording-only", "stopped"] = "stopped"
-    detail: str | None = None
+    detail: LongText | None = None
     fps: float | None = None
     bitrate_kbps: float | None = None
     dropped_frames: int | None = None
@@ -51,30 +66,34 @@ class StreamState(_Msg):
     recording_bytes: int | None = None
     recording_deleted_segments: int | None = Field(None, description="segments the disk quota forced out")
     recording_deleted_bytes: int | None = None
-    oldest_kept: str | None = Field(None, description="oldest local recording segment still on disk")
+    oldest_kept: ShortText | None = Field(None, description="oldest local recording segment still on disk")
 
 
 class Status(_Msg):
-    """Retained heartbeat of a device; the last will publishes ``state='offline'``."""
+    """Retained heartbeat of a device; the last will publishes ``state='offline'``.
+
+    Bounded (text lengths, ``MAX_FAULTS``; ``decode_status`` refuses more than
+    ``MAX_STATUS_BYTES`` unread): central stores and serves the last one of every kiosk.
+    """
 
     v: Literal[1] = MESSAGE_VERSION
-    device: str
+    device: ShortText
     state: Literal["online", "offline"]
-    at: str | None = None
-    version: str | None = None
-    hall: str | None = None
+    at: ShortText | None = None
+    version: ShortText | None = None
+    hall: ShortText | None = None
     uptime_s: float | None = None
     queue_depth: int | None = None
     oldest_unsent_age_s: float | None = None
     last_ack_seq: int | None = None
-    last_ack_at: str | None = Field(None, description="when central's last ack arrived (device clock)")
+    last_ack_at: ShortText | None = Field(None, description="when central's last ack arrived (device clock)")
     in_flight: int | None = Field(None, description="records sent and not yet acknowledged")
     bundle_version: int | None = None
     disk_free_bytes: int | None = None
     temperature_c: float | None = None
     clock_synced: bool | None = None
     stream: StreamState | None = None
-    faults: list[str] = Field(default_factory=list)
+    faults: list[LongText] = Field(default_factory=list, max_length=MAX_FAULTS)
 
 
 class Member(_Msg):
@@ -131,6 +150,8 @@ def encode_status(status: Status) -> bytes:
 
 
 def decode_status(payload: bytes) -> Status:
+    if len(payload) > MAX_STATUS_BYTES:
+        raise ContractError(f"status is {len(payload)} bytes, limit {MAX_STATUS_BYTES}")
     try:
         return Status.model_validate_json(payload)
     except ValidationError as exc:

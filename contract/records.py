@@ -20,6 +20,7 @@ from .keys import device_id_from_public_key, sign_object, verify_object
 
 RECORD_VERSION = 1
 MAX_RECORD_BYTES = 4096  # a record is a few hundred bytes; anything huge is refused unread
+MAX_MONOTONIC_S = 1e9  # seconds since boot: about 31 years
 
 CardKind = Literal["member_card", "cccd_qr", "cccd_camera"]
 
@@ -44,7 +45,10 @@ class DeviceTime(_Strict):
     wall: str = Field(description="device wall clock, ISO 8601 UTC")
     synced: bool = Field(description="was the clock NTP-synchronised when the record was made")
     boot_id: str = Field(description="kernel boot id; monotonic is only comparable within one boot")
-    monotonic: float = Field(ge=0, description="seconds since boot (CLOCK_MONOTONIC)")
+    # No running system has been up for 31 years; a bigger (or non-finite) reading is refused before
+    # central does arithmetic with it. A kiosk builds its records through this model too, so it can
+    # never sign a record central would refuse for this.
+    monotonic: float = Field(ge=0, le=MAX_MONOTONIC_S, allow_inf_nan=False, description="seconds since boot (CLOCK_MONOTONIC)")
 
 
 class RecordBody(_Strict):

@@ -160,3 +160,17 @@ def test_flagged_records_of_a_device_are_listed_for_staff(env):
     assert api.get(f"/api/devices/{device}/records", params={"flagged": 1}).status_code == 401
     [listed] = api.get("/api/devices", headers=AUTH).json()
     assert listed["clock_flags"] == 1
+
+
+@pytest.mark.parametrize("monotonic", [1e18, -1e18, float("inf"), float("nan")])
+def test_an_impossible_monotonic_reading_is_flagged_and_placed_at_receipt_not_an_error(monotonic):
+    """Before the contract refused them, 1e18 raised OverflowError here and wedged the device's chain."""
+    from central.clock_placement import RECEIVED, Evidence, decide, jump
+
+    received = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
+    anchor = Evidence(1, "2030-01-01T11:00:00.000Z", True, "b1", 100.0)
+    absurd = Evidence(2, "1970-01-01T00:02:00.000Z", False, "b1", monotonic)
+    placed_at, placed_by, flags = decide(absurd, received, anchor)
+    assert (placed_at, placed_by) == (iso(received), RECEIVED)
+    assert any("impossible" in f for f in flags) and "clock not set (year 1970)" in flags
+    assert jump(absurd, anchor) is None and jump(Evidence(3, "2030-01-01T11:00:01.000Z", False, "b1", 101.0), absurd) is None
