@@ -118,6 +118,12 @@ def main() -> None:
 
             store = open_store(work / "central")
             registry.add_device(store, ident.public_key, "H-BENCH")
+            with store.transaction():  # what the records name, so each counts as attendance
+                for i in range(500):
+                    registry.add_member(store, f"M{i:04d}", f"Member {i}", "C-BENCH")
+                for m in range(args.records // 500 + 1):
+                    registry.add_meeting(store, f"MT{m}", cell="C-BENCH", hall="H-BENCH", title="bench",
+                                         starts="2026-11-25T07:00:00Z", ends="2026-11-25T10:00:00Z")
             store.close()
             central_key = keys.central_public_key(CentralSettings(data_dir=work / "central"))
             env = {"HALL_CENTRAL_DATA_DIR": str(work / "central"), "HALL_CENTRAL_MQTT_PORT": str(port),

@@ -103,6 +103,13 @@ def bench_raw(keys_: list[SigningKey], records: list) -> float:
 def _register(store: Store, keys_: list[SigningKey]) -> None:
     for k in keys_:
         registry.add_device(store, public_key_text(k), "H1")
+    # what the records name, so each counts as attendance (central checks member, cell, meeting, hall, time)
+    now = datetime.now(timezone.utc)
+    with store.transaction():
+        for i in range(300):
+            registry.add_member(store, f"m{i}", f"Member {i}", "C1")
+        registry.add_meeting(store, "mt1", cell="C1", hall="H1", title="bench", starts=now - timedelta(hours=3),
+                             ends=now + timedelta(days=2))
 
 
 def bench_cpu(keys_: list[SigningKey], messages: list[tuple[str, bytes]], work: Path, batch: int) -> tuple[float, dict]:

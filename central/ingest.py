@@ -11,7 +11,16 @@ Chain rules per device, with ``head`` = highest seq stored with an unbroken chai
   ``rejections`` with ``alarm = 1``, never overwrites what is stored;
 - seq > head+1: held in ``pending`` until the gap fills.
 
-Each stored record is placed in time by ``clock_placement`` in the same transaction.
+Each stored record is placed in time by ``clock_placement`` in the same transaction,
+then judged by ``record_validity`` (member, cell, meeting, hall, time window): a
+record that may not count is stored all the same — the chain stays whole and is
+acknowledged — but makes no attendance row, and raises an alarm.
+
+A record that makes central fail (an internal error) is kept as an alarm with its
+device and is not acknowledged: the kiosk resends it (on no ack progress) and it is
+stored as soon as central can handle it, while later records wait in ``pending``.
+Data-driven failures of placement or judging (an absurd value) do not get that
+far: the record is stored, placed at receipt and not counted, with the reason.
 
 Speed (bench/ingest.py): the signature and the hash are computed over the same
 canonical bytes ``contract`` defines (RFC 8785 of the record as the contract
@@ -24,7 +33,6 @@ per device are remembered; a rolled-back savepoint must call ``forget``.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import math
@@ -39,23 +47,37 @@ from typing import Any
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from contract import GENESIS_HASH, Topics, canonical_bytes, decode_status, device_id_from_public_key, parse_record, sha256_hex, verify_key_from_text
+from contract import (
+    GENESIS_HASH,
+    Topics,
+    canonical_bytes,
+    decode_status,
+    device_id_from_public_key,
+    parse_record,
+    sha256_hex,
+    verify_key_from_text,
+)
 from contract.errors import ContractError
 from contract.keys import b64d
 from contract.records import SignedRecord
 from contract.topics import Kind
 
-from .clock_placement import ClockPlacer, Evidence, iso
+from . import rejection_log
+from .clock_placement import RECEIVED, ClockPlacer, Evidence, Placement, iso, parse_time
+from .record_validity import DEFAULT_EARLY_S, RecordValidity
 from .store import Store, utc_now
 
 log = logging.getLogger("central.ingest")
 
-MAX_KEPT_PAYLOAD = 64 * 1024  # a rejected message is kept, but not without limit
 _MAX_SAFE_INT = 2**53 - 1  # RFC 8785 refuses integers a double cannot hold
 _SET_HEAD = (
     "INSERT INTO chain (device, seq, hash, updated_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT(device) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, updated_at = excluded.updated_at"
 )
+
+
+# (verify key and device id, why its messages are refused, its hall)
+_Device = tuple[tuple[VerifyKey, str] | None, str | None, str | None]
 
 
 @dataclass(frozen=True)
@@ -70,18 +92,8 @@ def head(store: Store, device: str) -> Head:
 
 
 def reject(store: Store, topic: str, device: str | None, reason: str, payload: bytes, *, alarm: bool = False) -> None:
-    kept = payload[:MAX_KEPT_PAYLOAD]
-    if len(payload) > len(kept):
-        reason += f" (payload of {len(payload)} bytes truncated to {len(kept)})"
-    try:
-        text, encoding = kept.decode("utf-8"), "text"
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(kept).decode("ascii"), "base64"
-    store.db.execute(
-        "INSERT INTO rejections (received_at, topic, device, reason, alarm, payload, payload_encoding) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [utc_now(), topic, device, reason, int(alarm), text, encoding],
-    )
-    (log.error if alarm else log.warning)("rejected message on %s: %s", topic, reason)
+    """Keep a rejected message with its reason, in bounded space (central/rejection_log.py)."""
+    rejection_log.add(store, topic, device, reason, payload, alarm=alarm)
 
 
 # Canonical bytes -----------------------------------------------------------------
@@ -182,12 +194,13 @@ def check_signature(key: VerifyKey, key_device: str, record: SignedRecord, body:
 class Ingest:
     """Counters apart, every decision is read from and written to the store; batch memory only speeds that up."""
 
-    def __init__(self, store: Store, topics: Topics):
+    def __init__(self, store: Store, topics: Topics, *, attendance_early_s: float = DEFAULT_EARLY_S):
         self.store, self.topics = store, topics
         self.counts: Counter[str] = Counter()
         self.clock = ClockPlacer(store.db.conn)
+        self.validity = RecordValidity(store.db.conn, attendance_early_s)
         self._heads: dict[str, Head] | None = None
-        self._devices: dict[str, tuple[tuple[VerifyKey, str] | None, str | None]] | None = None
+        self._devices: dict[str, _Device] | None = None
         self._nothing_held: set[str] | None = None  # devices known to have no record in ``pending``
         self._moved: dict[str, tuple[Head, str]] | None = None  # chain heads to write when the batch ends
 
@@ -204,6 +217,7 @@ class Ingest:
         self._heads, self._devices, self._nothing_held = {}, {}, set()
         self._moved = {} if defer_chain else None
         self.clock.begin()
+        self.validity.begin()
         try:
             yield
             if self._moved:
@@ -211,6 +225,7 @@ class Ingest:
         finally:
             self._heads = self._devices = self._nothing_held = self._moved = None
             self.clock.end()
+            self.validity.end()
 
     def forget(self) -> None:
         """A savepoint was rolled back: what was remembered may describe rows that are gone."""
@@ -219,6 +234,8 @@ class Ingest:
         if self._heads is not None:
             self._heads, self._devices, self._nothing_held = {}, {}, set()
         self.clock.forget()
+        if self._heads is not None:
+            self.validity.begin()
 
     def handle(self, topic: str, payload: bytes, *, retained: bool = False) -> str | None:
         """Process one message; return the device id whose ack should be (re)published, if any.
@@ -242,16 +259,16 @@ class Ingest:
         reject(self.store, topic, device, reason, payload, alarm=alarm)
         return None
 
-    def _registered(self, device: str) -> tuple[tuple[VerifyKey, str] | None, str | None]:
+    def _registered(self, device: str) -> _Device:
         if self._devices is not None and device in self._devices:
             return self._devices[device]
-        row = self.store.db.conn.execute("SELECT public_key, revoked_at FROM devices WHERE id = ?", [device]).fetchone()
+        row = self.store.db.conn.execute("SELECT public_key, revoked_at, hall FROM devices WHERE id = ?", [device]).fetchone()
         if row is None:
-            found: tuple[tuple[VerifyKey, str] | None, str | None] = (None, f"unknown device {device}")
+            found: _Device = (None, f"unknown device {device}", None)
         elif row[1]:
-            found = (None, f"device {device} was revoked on {row[1]}")
+            found = (None, f"device {device} was revoked on {row[1]}", row[2])
         else:
-            found = (_verify_key(row[0]), None)
+            found = (_verify_key(row[0]), None, row[2])
         if self._devices is not None:
             self._devices[device] = found
         return found
@@ -271,7 +288,7 @@ class Ingest:
             wire, body = canonical_forms(record)
         except (ContractError, ValueError) as exc:
             return self._reject(topic, topic_device, f"bad record: {exc}", payload)
-        key, problem = self._registered(record.device)
+        key, problem, _ = self._registered(record.device)
         if problem:
             return self._reject(topic, topic_device, problem, payload)
         if record.device != topic_device:
@@ -326,19 +343,38 @@ class Ingest:
         t = record.time
         ev = Evidence(record.seq, t.wall, t.synced, t.boot_id, t.monotonic)
         received_at = received[0]
-        placement = self.clock.place(record.device, ev, received[1] or received_at)
+        received_dt = received[1] or parse_time(received_at)
+        assert received_dt is not None, received_at
+        not_counted: str | None
+        # Arithmetic and value errors come from the record's own values: they must not stop its chain.
+        try:
+            placement = self.clock.place(record.device, ev, received_dt)
+        except (ArithmeticError, ValueError) as exc:
+            placement = Placement(iso(received_dt), RECEIVED, f"central could not place this record in time ({type(exc).__name__}: {exc})")
+        try:
+            not_counted = self.validity.problem(member=record.member, meeting=record.meeting,
+                                                device_hall=self._registered(record.device)[2],
+                                                placement=placement, received=received_dt)
+        except (ArithmeticError, ValueError) as exc:
+            not_counted = f"central could not check this record ({type(exc).__name__}: {exc})"
         conn = self.store.db.conn
         conn.execute(
             "INSERT INTO records (device, seq, hash, prev, meeting, member, body, received_at, "
-            "device_wall, synced, boot_id, monotonic, placed_at, placed_by, clock_flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "device_wall, synced, boot_id, monotonic, placed_at, placed_by, clock_flag, not_counted) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [record.device, record.seq, digest, record.prev, record.meeting, record.member, wire.decode(), received_at,
-             t.wall, int(t.synced), t.boot_id, t.monotonic, placement.placed_at, placement.placed_by, placement.flag],
+             t.wall, int(t.synced), t.boot_id, t.monotonic, placement.placed_at, placement.placed_by, placement.flag, not_counted],
         )
-        # First check-in wins: a later record for the same member and meeting stays a record only.
-        conn.execute(
-            "INSERT OR IGNORE INTO attendance (meeting, member, device, seq, checked_in_at) VALUES (?, ?, ?, ?, ?)",
-            [record.meeting, record.member, record.device, record.seq, placement.placed_at],
-        )
+        if not_counted is None:
+            # First valid check-in wins: a later record for the same member and meeting stays a record only.
+            conn.execute(
+                "INSERT OR IGNORE INTO attendance (meeting, member, device, seq, checked_in_at) VALUES (?, ?, ?, ?, ?)",
+                [record.meeting, record.member, record.device, record.seq, placement.placed_at],
+            )
+        else:
+            self.counts["not_counted"] += 1
+            reject(self.store, topic, record.device,
+                   f"record {record.seq} stored but not counted as attendance: {not_counted}", payload, alarm=True)
         moved = Head(record.seq, digest)
         if self._moved is not None:
             self._moved[record.device] = (moved, now)
@@ -379,7 +415,7 @@ class Ingest:
         if status.device != topic_device:
             self._reject(topic, topic_device, f"status of device {status.device} published on the topic of {topic_device}", payload)
             return
-        _, problem = self._registered(topic_device)
+        _, problem, _ = self._registered(topic_device)
         if problem:
             self._reject(topic, topic_device, problem, payload)
             return

@@ -85,6 +85,12 @@ class CentralSettings(BaseSettings):
     media_retention_interval_s: float = Field(60.0, gt=0, description="how often the recordings' quota and age limit are applied (also whenever a recording ends)")
     media_main_hall: str = Field("MAIN", description="hall id of the main meeting room: only its devices' stream keys may publish into the main room's application (a hall kiosk's key may not)")
     bundle_check_s: float = Field(1.0, description="how often the collector looks for registry changes to republish bundles")
+    attendance_early_s: float = Field(1800.0, ge=0, description="how long before a meeting starts a check-in still counts (the kiosk's own window, HALL_AGENT_MEETING_EARLY_S, should not be wider)")
+    rejections_max_rows: int = Field(10_000, ge=100, description="rejected messages kept; beyond it the oldest plain rejections go first, then the oldest alarms (a count of what was dropped is kept)")
+    rejections_max_age_days: float = Field(30.0, gt=0, description="plain rejections older than this are dropped (alarms stay until the row cap needs their room)")
+    broker_heartbeat_s: float = Field(5.0, gt=0, description="how often central checks that the broker answers (a QoS 1 heartbeat on its own topic)")
+    broker_silence_s: float = Field(15.0, gt=0, description="a heartbeat unanswered this long marks the broker unresponsive: device states are shown as unknown")
+    device_stale_s: float = Field(60.0, gt=0, description="a kiosk whose last status is older than this is shown as unknown, not online (kiosks report every 15 s)")
 
     @classmethod
     def settings_customise_sources(

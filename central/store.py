@@ -162,6 +162,18 @@ def m004_enrolment_tables(db: Database) -> None:
         db.execute("ALTER TABLE device_certificates ADD COLUMN revoked_at TEXT")
 
 
+@migrations()
+def m005_record_validity(db: Database) -> None:
+    """Why a stored record does not count as attendance (central/record_validity.py); NULL when it counts.
+
+    The record stays in ``records`` so the chain is whole; the index lists a meeting's uncounted records.
+    """
+    _run(db, """
+    ALTER TABLE records ADD COLUMN not_counted TEXT;
+    CREATE INDEX records_not_counted ON records(meeting) WHERE not_counted IS NOT NULL
+    """)
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -172,6 +184,8 @@ class Store:
         private_dir(self.path.parent)  # members' personal data: 0700 / 0600, also for a looser earlier install
         private_database(self.path)
         self.lock = threading.RLock()
+        self.rejection_limits: Any = None  # central.rejection_log.Limits; None = its defaults
+        self.rejections_added = 0  # since the last prune of the rejections table
         conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
         self.db = Database(conn)
         self.db.enable_wal()

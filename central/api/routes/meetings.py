@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from ... import registry
+from ... import record_validity, registry
 from ..deps import StoreDep, Viewer
 
 router = APIRouter(prefix="/api/meetings", tags=["meetings"])
@@ -68,4 +68,6 @@ def attendance(meeting_id: str, store: StoreDep, _: Viewer) -> dict[str, Any]:
         "(SELECT member FROM attendance WHERE meeting = ?) ORDER BY name, id",
         [meeting["cell"], meeting_id],
     )
-    return {"meeting": {**meeting, "state": _state(meeting, _now())}, "present": present, "absent": absent}
+    return {"meeting": {**meeting, "state": _state(meeting, _now())}, "present": present, "absent": absent,
+            # signed records central stored but did not count (wrong cell or hall, unknown member, outside the meeting)
+            "not_counted": record_validity.not_counted(store, meeting_id)}
