@@ -99,6 +99,7 @@ def acl_text(store: Store, prefix: str = DEFAULT_PREFIX) -> str:
     for kind in Kind:
         mode = "write" if kind in (Kind.ACK, Kind.BUNDLE) else "read"
         lines.append(f"topic {mode} {prefix}/+/{kind.value}")
+    lines.append(f"topic write {topics.central_heartbeat()}")  # central's broker liveness check (central/broker_link.py)
     for row in store.rows("SELECT id FROM devices WHERE revoked_at IS NULL ORDER BY id"):
         device = row["id"]
         lines += ["", f"user {device}"]

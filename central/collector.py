@@ -6,6 +6,9 @@ acknowledges (PUBACK) the messages to the broker (``manual_ack``). With a
 persistent session (``clean_session=False``) the broker keeps records that
 arrive while central is down, and redelivers any whose PUBACK was not sent, so
 a crash between receipt and commit loses nothing.
+
+It also watches its own link to the broker (``broker_link``): kiosk states are
+only as fresh as that link, so the API and page show it.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from nacl.secret import SecretBox
 from nacl.signing import SigningKey
 
 from contract import Ack, Topics, encode_signed
+from contract.errors import ContractError
 from contract.topics import QOS, RETAIN, Kind
 
+from . import rejection_log
+from .broker_link import BrokerLink
 from .bundles import publish_bundles
 from .ingest import Ingest, head, reject
 from .settings import CentralSettings
@@ -77,11 +83,22 @@ def _run_batch(ingest: Ingest, batch: list[tuple[str, bytes, bool]], *, isolate:
             except Exception as exc:
                 ingest.forget()
                 log.exception("internal error on %s", topic)
-                reject(store, topic, None, f"internal error: {type(exc).__name__}: {exc}", payload)
+                # Not acknowledged, so the kiosk resends it and it is stored once central can handle it;
+                # meanwhile one alarm, not one per resend, says which device waits.
+                reason = f"internal error: {type(exc).__name__}: {exc}"
+                if not rejection_log.seen_last(store, topic, reason, payload):
+                    reject(store, topic, _device_of(ingest, topic), reason, payload, alarm=True)
                 device = None
             if device:
                 to_ack.add(device)
     return to_ack
+
+
+def _device_of(ingest: Ingest, topic: str) -> str | None:
+    try:
+        return ingest.topics.parse(topic)[0]
+    except ContractError:
+        return None
 
 
 class Collector:
@@ -98,8 +115,9 @@ class Collector:
         self.topics = Topics(settings.topic_prefix)
         # Exactly what the contract says central listens to; a test compares both sides.
         self.subscriptions: list[tuple[str, int]] = self.topics.central_subscriptions()
-        self.ingest = Ingest(store, self.topics)
+        self.ingest = Ingest(store, self.topics, attendance_early_s=settings.attendance_early_s)
         self.connected = False
+        self.link = BrokerLink(settings.broker_heartbeat_s, settings.broker_silence_s)
         self.published_bundle_version: int | None = None
         self._inbox: queue.Queue[_Incoming | str] = queue.Queue()
         self._generation = 0  # bumps per connection: a PUBACK must not reach a later session's message id
@@ -122,6 +140,7 @@ class Collector:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
 
     # paho's thread -----------------------------------------------------------------
 
@@ -131,17 +150,23 @@ class Collector:
             return
         self._generation += 1
         self.connected = True
+        self.link.connected()
         client.subscribe(self.subscriptions)
         self._inbox.put("connected")
         log.info("connected to %s:%d, subscribed to %s", self.settings.mqtt_host, self.settings.mqtt_port, [t for t, _ in self.subscriptions])
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
         self.connected = False
+        self.link.disconnected(f"disconnected from the broker ({reason})")
         if not self._stop.is_set():
             log.warning("disconnected from the broker (%s); reconnecting with backoff", reason)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        self.link.disconnected(f"cannot reach the broker at {self.settings.mqtt_host}:{self.settings.mqtt_port}")
         log.warning("cannot reach the broker at %s:%d; retrying with backoff", self.settings.mqtt_host, self.settings.mqtt_port)
+
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: object, properties: object) -> None:
+        self.link.answered()  # any PUBACK: the broker is processing our session
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         self._inbox.put(_Incoming(self._generation, msg.mid, msg.qos, msg.topic, bytes(msg.payload), bool(msg.retain)))
@@ -165,7 +190,7 @@ class Collector:
         self.connected = False
 
     def stats(self) -> dict[str, object]:
-        return {"connected": self.connected, "queued": self._inbox.qsize(), **dict(self.ingest.counts)}
+        return {"connected": self.connected, "queued": self._inbox.qsize(), "broker": self.link.state(), **dict(self.ingest.counts)}
 
     # worker thread -----------------------------------------------------------------
 
@@ -173,9 +198,10 @@ class Collector:
         last_check = 0.0
         while not self._stop.is_set():
             try:
-                first = self._inbox.get(timeout=self.settings.bundle_check_s)
+                first = self._inbox.get(timeout=min(self.settings.bundle_check_s, self.settings.broker_heartbeat_s))
             except queue.Empty:
                 first = None
+            self._heartbeat()
             batch, self._retry = self._retry, []
             republish = False
             for item in self._drain(first):
@@ -200,6 +226,11 @@ class Collector:
             except Exception:  # the next check (or reconnect) publishes again
                 log.exception("publishing acks or bundles failed")
                 self.published_bundle_version = None
+
+    def _heartbeat(self) -> None:
+        if self.link.heartbeat_due():
+            self.link.heartbeat_sent()
+            self.client.publish(self.topics.central_heartbeat(), utc_now().encode(), qos=1, retain=False)
 
     def _drain(self, first: _Incoming | str | None) -> list[_Incoming | str]:
         items: list[_Incoming | str] = [] if first is None else [first]

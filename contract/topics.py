@@ -63,6 +63,10 @@ class Topics:
     def bundle(self, device: str) -> str:
         return self.topic(device, Kind.BUNDLE)
 
+    def central_heartbeat(self) -> str:
+        """Central's own topic: it publishes QoS 1 here to learn whether the broker still answers (no one subscribes)."""
+        return f"{self.prefix}/central/heartbeat"
+
     def device_subscriptions(self, device: str) -> list[tuple[str, int]]:
         return [(self.topic(device, k), QOS[k]) for k in Kind if PUBLISHER[k] == "central"]
 

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
-from ... import audit, registry
+from ... import audit, device_state, registry
 from ...errors import NotFound, RegistryError
 from ..deps import SQLITE_MAX_INT, StoreDep, Technician, Viewer, remote_of
 
@@ -16,7 +16,11 @@ router = APIRouter(prefix="/api/devices", tags=["devices"])
 
 
 @router.get("")
-def list_devices(store: StoreDep, _: Viewer) -> list[dict[str, Any]]:
+def list_devices(store: StoreDep, _: Viewer, request: Request) -> list[dict[str, Any]]:
+    """``state``/``online`` say what central can vouch for: ``unknown`` while it has lost the broker or the status is stale."""
+    collector = request.app.state.collector
+    broker = collector.link.state() if collector is not None else None
+    stale_s = collector.settings.device_stale_s if collector is not None else device_state.DEFAULT_STALE_S
     out = []
     for r in store.rows(
         "SELECT d.id, d.hall, d.registered_at, d.revoked_at, s.state, s.status, s.last_seen, "
@@ -30,7 +34,7 @@ def list_devices(store: StoreDep, _: Viewer) -> list[dict[str, Any]]:
         status = json.loads(raw) if raw else {}
         out.append({
             **r,
-            "online": r["state"] == "online" and not r["revoked_at"],
+            **device_state.shown(r, broker, stale_s),
             "queue_depth": status.get("queue_depth"),
             "oldest_unsent_age_s": status.get("oldest_unsent_age_s"),
             "version": status.get("version"),
