@@ -29,7 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from nacl.signing import SigningKey  # noqa: E402
 
 from contract import Bundle, Meeting, Member, device_id_from_public_key, encode_signed, seal_members, seal_templates  # noqa: E402
-from edge_agent.checkin import CheckinService, Outcome  # noqa: E402
+from edge_agent.checkin import CheckinService  # noqa: E402
 from edge_agent.display import Display  # noqa: E402
 from edge_agent.face.pipeline import encode_photo, load_image, naive_encode  # noqa: E402
 from edge_agent.face.worker import FaceWorker  # noqa: E402
@@ -114,7 +114,7 @@ def build(work: Path, faces: Path, n: int, fresh_window_s: float):
         members.append(Member(id=mid, name=p.name, cell="C1", cards=[card]))
         sealed[mid] = [templates[p.id]]
         plan.append((card, faces / p.probe))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     meeting = Meeting(id="BENCH", cell="C1", hall="H", title="bench", starts_at=(now - timedelta(minutes=5)).isoformat(),
                       ends_at=(now + timedelta(hours=2)).isoformat())
     bundle = Bundle(device=device_id_from_public_key(ident.signing_key.verify_key), hall="H", version=1,
@@ -145,7 +145,6 @@ async def run_agent(service, stage, plan) -> tuple[list[float], dict]:
 
 def run_naive(plan, faces: Path) -> list[float]:
     import face_recognition
-
     import numpy as np
 
     templates = {p.probe: np.array(encode_photo(faces / p.enrol)) for p in demo_data.MEMBERS[:4]}

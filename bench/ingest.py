@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +70,7 @@ def make_records(n: int, devices: int) -> tuple[list[SigningKey], list[tuple[str
     keys_ = [SigningKey.generate() for _ in range(devices)]
     ids = [device_id_from_public_key(k.verify_key) for k in keys_]
     prev = [GENESIS_HASH] * devices
-    start = datetime.now(timezone.utc) - timedelta(hours=2)
+    start = datetime.now(UTC) - timedelta(hours=2)
     topics = Topics()
     out: list[tuple[str, bytes]] = []
     records = []
@@ -104,7 +104,7 @@ def _register(store: Store, keys_: list[SigningKey]) -> None:
     for k in keys_:
         registry.add_device(store, public_key_text(k), "H1")
     # what the records name, so each counts as attendance (central checks member, cell, meeting, hall, time)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with store.transaction():
         for i in range(300):
             registry.add_member(store, f"m{i}", f"Member {i}", "C1")

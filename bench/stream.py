@@ -38,9 +38,9 @@ from central.api import create_app  # noqa: E402
 from central.api.routes.media import router as media_router  # noqa: E402
 from central.media import MediaServer, media_secret, stream_key  # noqa: E402
 from central.store import open_store  # noqa: E402
-from hall.processes import free_port  # noqa: E402
 from contract import public_key_text  # noqa: E402
 from edge_agent.streaming import Profile, Streamer, file_loop, lavfi_pattern  # noqa: E402
+from hall.processes import free_port  # noqa: E402
 
 CLIP = ROOT.parent / "shared" / "faces" / "scenes" / "short_hamilton_clip.mp4"
 TICKS = os.sysconf("SC_CLK_TCK")

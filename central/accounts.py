@@ -23,7 +23,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -73,7 +73,7 @@ class Staff:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _digest(secret: str) -> str:
@@ -222,7 +222,7 @@ def staff_token_fingerprint(token: str) -> str:
 def open_session(store: Store, staff: Staff, *, ttl_s: float, remote: str | None = None, staff_token: str | None = None) -> str:
     """A new session id (the cookie's value); only its hash is stored. Expired sessions are swept here."""
     session = secrets.token_urlsafe(32)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     via = "password" if staff.user_id is not None else staff_token_fingerprint(staff_token or "")
     with store.transaction() as db:
         db.execute("DELETE FROM sessions WHERE expires_at <= ?", [_iso(now)])
@@ -242,7 +242,7 @@ def issue_login_link(store: Store, username: str | None = None, *, ttl_s: float 
     if not 0 < ttl_s <= MAX_LOGIN_LINK_TTL_S:
         raise AccountError(f"a login link lasts between a second and {MAX_LOGIN_LINK_TTL_S / 3600:g} hours")
     code = secrets.token_urlsafe(24)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with store.transaction() as db:
         user_id = None
         if username is not None:
@@ -329,7 +329,7 @@ def token_staff(store: Store, token: str) -> Staff | None:
     )
     if row is None:
         return None
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if row["last_used_at"] is None or row["last_used_at"] < _iso(now - timedelta(seconds=TOKEN_TOUCH_S)):
         with store.transaction() as db:
             db.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", [_iso(now), row["id"]])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from nacl.secret import SecretBox
 from nacl.signing import SigningKey
@@ -29,7 +29,7 @@ Publish = Callable[[str, bytes, int, bool], object]  # (topic, payload, qos, ret
 
 
 def _now_text() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def build_bundle(store: Store, device_id: str, *, key: SigningKey, box: SecretBox) -> bytes:

@@ -9,7 +9,7 @@ than ``device_stale_s`` (kiosks report every 15 s).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .clock_placement import parse_time
@@ -35,7 +35,7 @@ def shown(device: dict[str, Any], broker: dict[str, Any] | None, stale_s: float 
         return {**out, "state": "offline", "online": False, "state_reason": "never reported"}
     if reported == "online":
         seen = parse_time(device.get("last_seen") or "")
-        age = None if seen is None else ((now or datetime.now(timezone.utc)) - seen).total_seconds()
+        age = None if seen is None else ((now or datetime.now(UTC)) - seen).total_seconds()
         if age is None or age > stale_s:
             return {**out, "state": "unknown", "online": False,
                     "state_reason": f"no status for {age:.0f} s" if age is not None else "no readable status time"}

@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -326,7 +326,7 @@ class Ingest:
                     self._nothing_held.discard(device)
                 self.counts["held"] += 1
             return
-        moment = datetime.now(timezone.utc)
+        moment = datetime.now(UTC)
         now = iso(moment)
         if not self._append(topic, record, h, wire, digest, payload, (now, moment), now):
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from nacl.secret import SecretBox
@@ -66,7 +66,7 @@ def utc_text(value: str | datetime) -> str:
             raise RegistryError(f"bad time {value!r}: use ISO 8601, e.g. 2025-03-01T08:00:00+07:00") from None
     if value.tzinfo is None:
         raise RegistryError(f"time {value.isoformat()} has no time zone: add Z or an offset such as +07:00")
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _bump(store: Store) -> None:

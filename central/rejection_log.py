@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .store import Store, utc_now
@@ -74,7 +74,7 @@ def seen_last(store: Store, topic: str, reason: str, payload: bytes) -> bool:
 def prune(store: Store, now: datetime | None = None) -> dict[str, int]:
     """Drop what the limits do not allow; returns {"rejections": n, "alarms": m} dropped this time."""
     limits = limits_of(store)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     cutoff = (now - timedelta(seconds=limits.max_age_s)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     with store.transaction() as db:
         store.rejections_added = 0

@@ -33,9 +33,9 @@ log = logging.getLogger("edge_agent.outbox")
 
 MIGRATIONS: list[str] = [
     # 1: chain head, queued records, local check-ins (for "already checked in"), last ack
-    """
+    f"""
     CREATE TABLE chain (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);
-    INSERT INTO chain VALUES (1, 0, '%s');
+    INSERT INTO chain VALUES (1, 0, '{GENESIS_HASH}');
     CREATE TABLE outbox (
         seq INTEGER PRIMARY KEY,
         hash TEXT NOT NULL,
@@ -50,9 +50,8 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (meeting, member)
     );
     CREATE TABLE acked (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL, at REAL);
-    INSERT INTO acked VALUES (1, 0, '%s', NULL);
+    INSERT INTO acked VALUES (1, 0, '{GENESIS_HASH}', NULL);
     """
-    % (GENESIS_HASH, GENESIS_HASH),
 ]
 
 

@@ -29,7 +29,7 @@ def free_port(preferred: int | None = None) -> int:
     raise OSError("no free port")
 
 
-def wait_port(port: int, timeout: float = 20.0, proc: "Child | None" = None) -> None:
+def wait_port(port: int, timeout: float = 20.0, proc: Child | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and not proc.alive:

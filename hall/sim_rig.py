@@ -110,7 +110,7 @@ class SimRig:
         rig = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 # Every request gets an answer with the reason (`hall sim` prints it), never a traceback.
                 try:
                     code, payload = 200, self._handle()

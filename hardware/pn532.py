@@ -19,8 +19,8 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
 
 import serial
 
@@ -93,7 +93,7 @@ class Rejected:
     reason: str
 
 
-Item = Union[Ack, Nack, ErrorFrame, Frame, Rejected]
+Item = Ack | Nack | ErrorFrame | Frame | Rejected
 
 
 class FrameParser:
@@ -402,7 +402,7 @@ class Pn532Reader:
                 log.error("%s: port failed (%s); re-opening with backoff", self.source, e)
                 self._reopen(backoff)
                 continue
-            except Exception:  # noqa: BLE001 - the poller must outlive any bug in one poll
+            except Exception:  # the poller must outlive any bug in one poll
                 self.stats["errors"] += 1
                 ready = False
                 log.exception("%s: unexpected error while polling", self.source)
@@ -437,5 +437,5 @@ class Pn532Reader:
         log.info("%s: card %s", self.source, event.value)
         try:
             self.on_card(event)
-        except Exception:  # noqa: BLE001 - a failing consumer must not stop the reader
+        except Exception:  # a failing consumer must not stop the reader
             log.exception("%s: on_card handler failed for %s", self.source, event.value)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import serial
 
@@ -126,7 +126,7 @@ class QrScanner:
                     self._deliver(self._lines.feed(data))
                 elif self._lines.has_partial and time.monotonic() - last_rx > self.line_timeout:
                     self._deliver(self._lines.expire(f"incomplete line (no CR/LF within {self.line_timeout:g} s)"))
-            except Exception:  # noqa: BLE001 - the scanner thread must outlive any bug
+            except Exception:  # the scanner thread must outlive any bug
                 self.stats["errors"] += 1
                 log.exception("%s: unexpected error handling input", self.source)
 
@@ -146,7 +146,7 @@ class QrScanner:
             log.info("%s: scan of %d characters", self.source, len(text))
             try:
                 self.on_scan(event)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("%s: on_scan handler failed", self.source)
 
     def _reject(self, raw: bytes, reason: str) -> None:
@@ -156,7 +156,7 @@ class QrScanner:
         if self.on_reject:
             try:
                 self.on_reject(raw, reason)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("%s: on_reject handler failed", self.source)
 
     def _reopen(self, backoff: Backoff) -> None:

@@ -82,7 +82,7 @@ def try_reopen(port: serial.SerialBase) -> None:
     """
     try:
         port.close()
-    except Exception:  # noqa: BLE001 - closing a dead port may fail in any way
+    except Exception:  # closing a dead port may fail in any way
         pass
     try:
         port.open()

@@ -71,10 +71,10 @@ class Signals:
         for dev in (self.green, self.red, self.buzzer):
             try:
                 dev.close()
-            except Exception:  # noqa: BLE001 - closing must release the rest
+            except Exception:  # closing must release the rest
                 log.exception("closing %r failed", dev)
 
-    def __enter__(self) -> "Signals":
+    def __enter__(self) -> Signals:
         return self
 
     def __exit__(self, *exc: object) -> None:

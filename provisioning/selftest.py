@@ -174,7 +174,7 @@ def check_signals(settings: AgentSettings) -> Check:
                 dev.off()
                 if not lit or dev.is_active:
                     wrong.append(name)
-    except Exception as exc:  # noqa: BLE001 - gpiozero raises many kinds for a pin it cannot have
+    except Exception as exc:  # gpiozero raises many kinds for a pin it cannot have
         return Check("lights and buzzer", FAIL, f"cannot drive GPIO {pins}: {exc}",
                      "check HALL_AGENT_GREEN_PIN/RED_PIN/BUZZER_PIN and that no other program (a second agent?) holds the pins")
     if wrong:
@@ -285,7 +285,7 @@ def check_outbox(settings: AgentSettings) -> Check:
             depth = outbox.depth()
         finally:
             outbox.close()
-    except Exception as exc:  # noqa: BLE001 - sqlite and the filesystem fail in many ways
+    except Exception as exc:  # sqlite and the filesystem fail in many ways
         return Check("outbox", FAIL, f"cannot write in {data}: {exc}",
                      "check the data partition is mounted read-write and owned by the kiosk's user")
     return Check("outbox", OK, f"writable, {depth} record(s) waiting for central")
@@ -350,6 +350,6 @@ def _run_checks(report: Report, settings: AgentSettings, device_id: str | None, 
     for name, step in steps:
         try:
             report.checks.append(step())
-        except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
+        except Exception as exc:  # one broken check must not hide the others
             report.checks.append(Check(name, FAIL, f"the check itself failed: {type(exc).__name__}: {exc}",
                                        "report this with the output of `hall provision selftest --json`"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hall.processes import free_port, mosquitto_config, wait_port  # noqa: F401  (re-exported to the tests)
+from hall.processes import free_port, mosquitto_config, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"

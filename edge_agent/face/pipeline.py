@@ -122,8 +122,8 @@ def _detect(frame_bgr: np.ndarray, width: int | None, max_pixels: int | None = N
         small = cv2.resize(frame_bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     found = _face_recognition().face_locations(_rgb(small), number_of_times_to_upsample=1, model="hog")
     boxes = [
-        (max(0, round(t / scale)), min(w, round(r / scale)), min(h, round(b / scale)), max(0, round(l / scale)))
-        for t, r, b, l in found
+        (max(0, round(top / scale)), min(w, round(right / scale)), min(h, round(bottom / scale)), max(0, round(left / scale)))
+        for top, right, bottom, left in found
     ]
     return sorted(boxes, key=_area, reverse=True)
 

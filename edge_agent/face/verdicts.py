@@ -90,7 +90,7 @@ class FaceVerdict:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FaceVerdict":
+    def from_dict(cls, d: dict) -> FaceVerdict:
         return cls(
             status=FaceStatus(d["status"]),
             distance=d["distance"],

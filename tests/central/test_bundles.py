@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from nacl.signing import SigningKey
@@ -22,7 +22,7 @@ from tests.central import Device, Probe, settings_for, wait_until
 
 
 def _iso(hours: float) -> str:
-    return (datetime.now(timezone.utc) + timedelta(hours=hours)).isoformat()
+    return (datetime.now(UTC) + timedelta(hours=hours)).isoformat()
 
 
 def _template(seed: int) -> list[float]:

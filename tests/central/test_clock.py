@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,7 +20,7 @@ AUTH = {"Authorization": f"Bearer {STAFF_TOKEN}"}
 
 
 def iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse(text: str) -> datetime:
@@ -51,7 +51,7 @@ def env(tmp_path):
     store = open_store(settings.data_dir)
     for m in ("m1", "m2", "m3"):
         registry.add_member(store, m, f"Member {m}", "C1")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     registry.add_meeting(store, "mt1", cell="C1", hall="H1", title="Họp", starts=iso(now - timedelta(hours=3)), ends=iso(now + timedelta(hours=1)))
     device = Device()
     registry.add_device(store, device.public_key, "H1")
@@ -167,7 +167,7 @@ def test_an_impossible_monotonic_reading_is_flagged_and_placed_at_receipt_not_an
     """Before the contract refused them, 1e18 raised OverflowError here and wedged the device's chain."""
     from central.clock_placement import RECEIVED, Evidence, decide, jump
 
-    received = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
+    received = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
     anchor = Evidence(1, "2030-01-01T11:00:00.000Z", True, "b1", 100.0)
     absurd = Evidence(2, "1970-01-01T00:02:00.000Z", False, "b1", monotonic)
     placed_at, placed_by, flags = decide(absurd, received, anchor)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -43,7 +43,7 @@ class Central:
         self.device = Device()
         registry.add_device(self.store, self.device.public_key, "H1")
         # What the tests' records name: members m0..m199 of cell C1, meeting mt1 of C1 in hall H1, now.
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self.store.transaction():
             for i in range(200):
                 registry.add_member(self.store, f"m{i}", f"Member {i}", "C1")
@@ -311,7 +311,7 @@ def _signed(device: Device, member: str, meeting: str, *, wall: datetime | None 
     body = RecordBody(
         device=device.id, seq=device.seq + 1, prev=device.prev, meeting=meeting, member=member,
         proof=Proof(card_kind="member_card", face_distance=0.3, face_threshold=0.5),
-        time=DeviceTime(wall=(wall or datetime.now(timezone.utc)).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        time=DeviceTime(wall=(wall or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                         synced=True, boot_id="b1", monotonic=monotonic),
     )
     rec = sign_record(device.key, body)
@@ -320,7 +320,7 @@ def _signed(device: Device, member: str, meeting: str, *, wall: datetime | None 
 
 
 def test_records_central_cannot_count_are_stored_and_acked_raise_alarms_and_do_not_pre_empt_a_real_check_in(central):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     registry.add_member(central.store, "x1", "Member of another cell", "C2")
     registry.add_meeting(central.store, "mt-h2", cell="C1", hall="H2", title="Elsewhere", starts=now - timedelta(hours=1),
                          ends=now + timedelta(hours=1))

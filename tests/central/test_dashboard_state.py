@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import signal
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -32,7 +32,7 @@ def _browser():
 
 def test_page_shows_a_lost_broker_unknown_kiosks_and_an_uncounted_record(tmp_path, broker):
     settings = settings_for(tmp_path, broker.port, http_port=free_port(), broker_heartbeat_s=0.2, broker_silence_s=2.0)
-    device, now = Device(), datetime.now(timezone.utc)
+    device, now = Device(), datetime.now(UTC)
     with open_store(settings.data_dir) as store:
         registry.add_member(store, "m1", "Nguyễn Văn A", "C1")
         registry.add_member(store, "x1", "Lê Văn X", "C2")

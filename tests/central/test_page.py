@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -29,7 +29,7 @@ def _browser():
 
 def test_page_shows_the_current_meeting_and_a_new_check_in_live(tmp_path, broker):
     settings = settings_for(tmp_path, broker.port, http_port=free_port())
-    device, now = Device(), datetime.now(timezone.utc)
+    device, now = Device(), datetime.now(UTC)
     with open_store(settings.data_dir) as store:
         registry.add_member(store, "m1", "Nguyễn Văn A", "C1")
         registry.add_member(store, "m2", "Trần Thị B", "C1")

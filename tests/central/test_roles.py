@@ -7,8 +7,8 @@ import re
 from central.accounts import Role
 from central.api.app import all_routes
 from central.api.deps import ROLE_CHECKS, machine_callback, public
-from central.api.routes.media import loopback_only
 from central.api.routes.enrol import router as enrol_router
+from central.api.routes.media import loopback_only
 from central.api.routes.media import router as media_router
 from tests.central import STAFF_TOKEN
 

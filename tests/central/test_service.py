@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -27,7 +27,7 @@ from tests.conftest import free_port
 def test_service_stores_a_check_in_and_the_page_api_shows_it(tmp_path, broker):
     settings = settings_for(tmp_path, broker.port, http_port=free_port())
     device = Device()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with open_store(settings.data_dir) as store:  # registry changes from another connection, as the CLI makes them
         registry.add_member(store, "m1", "Nguyễn Văn A", "C1")
         registry.add_meeting(store, "mt1", cell="C1", hall="H1", title="Họp", starts=now - timedelta(minutes=5), ends=now + timedelta(hours=1))

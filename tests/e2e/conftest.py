@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from tests.conftest import IN_CI, Broker, free_port, wait_for, wait_port  # noqa: F401  (wait_for: for the tests)
+from tests.conftest import IN_CI, Broker, free_port, wait_for, wait_port
 
 CHROMIUM = os.environ.get("HALL_CHROMIUM", "/usr/bin/chromium")
 

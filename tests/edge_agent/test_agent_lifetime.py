@@ -8,7 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -69,7 +69,7 @@ def central(tmp_path_factory):
     broker.start()
     svc = CentralService(CentralSettings(data_dir=work / "central", mqtt_port=broker.port, http_port=free_port(),
                                          staff_token="lifetime-test-token-0123456789abcdef"))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     svc.start()
     registry.add_hall(svc.store, HALL, "Lifetime hall")
     registry.add_cell(svc.store, "CELL-LIFETIME", "Lifetime cell")

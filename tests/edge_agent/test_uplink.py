@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -53,7 +53,7 @@ class FakeCentral:
         with self.lock:
             self.received.append(record.seq)
             if self.ack_enabled:
-                ack = Ack(device=device, seq=record.seq, hash=record.hash, at=datetime.now(timezone.utc).isoformat())
+                ack = Ack(device=device, seq=record.seq, hash=record.hash, at=datetime.now(UTC).isoformat())
                 client.publish(self.topics.ack(device), encode_signed(self.key, ack), qos=1, retain=True)
 
     def stop(self):

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import deque
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -54,7 +54,7 @@ class DriverDied(AssertionError):
 class Driver:
     """The kiosk driver process; its stdout JSON lines are collected as they come."""
 
-    def __init__(self, harness: "Harness", extra: list[str]):
+    def __init__(self, harness: Harness, extra: list[str]):
         self.events: list[dict] = []
         self.stopped = False  # set when a test kills or stops it on purpose
         # "--central-key=KEY", not "--central-key KEY": the key is base64url, so one time in 64 it
@@ -129,7 +129,7 @@ class Harness:
 
         box = keys.template_box(self.central_dir)
         store = open_store(self.central_dir)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         try:
             with store.transaction():
                 registry.add_hall(store, "H-FAULT")

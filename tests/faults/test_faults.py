@@ -84,7 +84,7 @@ def test_agent_killed_mid_write_and_restarted(harness):
     rng = random.Random(20261125)
     for _ in range(3):
         target = h.stored() + rng.randint(50, 200)
-        wait_for(lambda: h.progressing() and (h.stored() >= target or h.driver.event("done")), what="progress before the kill")
+        wait_for(lambda target=target: h.progressing() and (h.stored() >= target or h.driver.event("done")), what="progress before the kill")
         h.driver.kill()
         h.start_driver("--pace", "0.002")
     h.wait_complete()

@@ -173,8 +173,9 @@ class Rig:
 
     def post(self, path: str, **kw) -> httpx.Response:
         """A request to central's enrolment listener, trusting only its CA (as a kiosk does)."""
-        from provisioning.enrol import pinned_tls
         from cryptography import x509
+
+        from provisioning.enrol import pinned_tls
 
         with httpx.Client(verify=pinned_tls(x509.load_pem_x509_certificate(self.pki.ca_pem())), timeout=30) as http:
             return http.post(self.central.url + path, **kw)

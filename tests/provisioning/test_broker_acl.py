@@ -7,8 +7,8 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from hall.cmd_central import device_revoke
 from contract import Topics
+from hall.cmd_central import device_revoke
 
 from . import Rig, close, mqtt_client, wait_for
 

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import cv2
-import httpx
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
@@ -19,12 +15,8 @@ from cryptography.x509.oid import NameOID
 from central import registry
 from edge_agent.identity import DeviceIdentity
 from hall.cmd_provision import provision
-from hardware.camera import show_face
-from hardware.pn532_sim import SimulatedPn532
-from hardware.serial_ports import open_pty_pair
 from provisioning import AlreadyEnrolled, EnrolRefused
 from provisioning.enrol import build_csr, make_tls_key, proof_of_possession, read_env_file
-
 from tests.conftest import free_port
 
 from . import Rig
@@ -35,25 +27,6 @@ def rig(tmp_path_factory):
     r = Rig(tmp_path_factory.mktemp("rig")).start()
     yield r
     r.stop()
-
-
-@pytest.fixture
-def twins(tmp_path):
-    """A PN532 twin on a pty, a camera stage holding a picture, a synced-clock flag: what a good kiosk has."""
-    master, reader_path = open_pty_pair()
-    chip = SimulatedPn532(fd=master)
-    chip.start()
-    picture = tmp_path / "face.png"
-    img = np.full((240, 320, 3), 200, np.uint8)
-    cv2.circle(img, (160, 120), 60, (40, 80, 160), -1)
-    cv2.imwrite(str(picture), img)
-    stage = tmp_path / "stage.jpg"
-    show_face(stage, picture)
-    flag = tmp_path / "synchronized"
-    flag.touch()
-    yield {"reader": reader_path, "stage": stage, "sync_flag": flag}
-    chip.stop()
-    os.close(master)
 
 
 def _env(data_dir: Path, twins: dict, **over: str) -> dict[str, str]:
@@ -116,7 +89,7 @@ def test_reused_token_is_refused_with_a_reason_staff_can_see(rig, tmp_path):
 
 
 def test_expired_token_is_refused(rig):
-    token = rig.token(ttl_s=3600, now=datetime.now(timezone.utc) - timedelta(hours=2))
+    token = rig.token(ttl_s=3600, now=datetime.now(UTC) - timedelta(hours=2))
     with pytest.raises(EnrolRefused, match="expired"):
         rig.enrol("late", token=token)
     assert "expired" in rig.rejections(DeviceIdentity(rig.root / "late").device_id)[-1]["reason"]

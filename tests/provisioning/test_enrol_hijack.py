@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -46,7 +46,7 @@ EVIL = {
 def _self_signed(cn: str, *, server: bool = True) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
             .not_valid_after(now + timedelta(days=1))
@@ -59,7 +59,7 @@ def _attacker_key_certificate() -> str:
     """A certificate for the attacker's Ed25519 key, with central's signing name, from the attacker's own CA."""
     ca_pem, ca_key = _self_signed("Hall central CA")
     ca = x509.load_pem_x509_certificate(ca_pem)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     pub = ed25519.Ed25519PublicKey.from_public_bytes(bytes(ATTACKER_KEY.verify_key))
     cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hall-central-signing")]))
             .issuer_name(ca.subject).public_key(pub).serial_number(x509.random_serial_number())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -70,7 +70,7 @@ def test_tokens_are_stored_hashed_and_refused_when_unknown_used_or_expired(centr
         _device(store, pki, tmp_path / "two", issued.token)
     with pytest.raises(EnrolRefused, match="unknown enrolment token"):
         _device(store, pki, tmp_path / "two", "guess")
-    old = create_token(store, "H1", parse_ttl("1h"), now=datetime.now(timezone.utc) - timedelta(hours=1, seconds=1))
+    old = create_token(store, "H1", parse_ttl("1h"), now=datetime.now(UTC) - timedelta(hours=1, seconds=1))
     with pytest.raises(EnrolRefused, match="expired"):
         _device(store, pki, tmp_path / "two", old.token)
     with pytest.raises(RegistryError, match="no hall 'H9'"):

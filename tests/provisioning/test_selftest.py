@@ -15,7 +15,7 @@ from provisioning.enrol import load_agent_settings
 from provisioning.selftest import run_selftest
 
 from . import Rig
-from .test_enrol_e2e import _env, twins  # noqa: F401 - the fixture is used by name
+from .test_enrol_e2e import _env
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from central.api import create_app
 from central.api.routes.media import router as media_router
 from central.media import check_stream_key, media_secret, relay_key, stream_key
 from central.store import open_store
-from edge_agent.streaming import Streamer, StreamerError, redact_url, lavfi_pattern
+from edge_agent.streaming import Streamer, StreamerError, lavfi_pattern, redact_url
 from tests.central import STAFF_TOKEN, Device
 
 SECRET = b"k" * 32

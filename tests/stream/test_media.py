@@ -13,7 +13,7 @@ from central import registry
 from edge_agent.streaming import Profile, Streamer, file_loop, lavfi_pattern
 from tests.central import Device
 from tests.conftest import IN_CI, ROOT
-from tests.stream import CLIP, codecs, central, probe, segment_times, wait_until  # noqa: F401  (fixture)
+from tests.stream import CLIP, codecs, probe, segment_times, wait_until
 
 SMALL = Profile(width=320, height=180, fps=10, video_kbps=200, audio_kbps=32)
 
@@ -159,8 +159,8 @@ def test_nothing_but_centrals_relay_may_publish_into_main_hls(central, tmp_path)
         s = _hall_streamer(central, tmp_path / name[:8], ingest_url=central.ingest("main_hls", key=name))
         s.start()
         try:
-            wait_until(lambda: len(central.rejections()) > before, 15, "the refusal to be kept",
-                       on_timeout=lambda: (s.state()["state"], central.rejections()))
+            wait_until(lambda before=before: len(central.rejections()) > before, 15, "the refusal to be kept",
+                       on_timeout=lambda s=s: (s.state()["state"], central.rejections()))
             assert "main_hls takes only" in central.rejections()[-1]["reason"]
             assert s.state()["state"] != "live"
         finally:
