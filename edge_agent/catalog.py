@@ -23,6 +23,15 @@ CATALOG: dict[str, dict[str, str]] = {
     "too_far": {"vi": "Mời đứng gần camera hơn rồi chạm lại", "en": "Please come closer to the camera and tap again"},
     "no_camera": {"vi": "Camera không hoạt động — báo kỹ thuật viên", "en": "Camera not working — call the technician"},
     "face_error": {"vi": "Lỗi xác minh khuôn mặt — mời thử lại", "en": "Face check failed — please try again"},
+    "face_restarting": {
+        "vi": "Hệ thống nhận diện đang khởi động lại — mời đồng chí thử lại sau ít giây",
+        "en": "Face recognition is restarting — please try again in a few seconds",
+    },
+    "face_down": {
+        "vi": "Hệ thống nhận diện đang ngừng hoạt động — mời đồng chí báo thư ký",
+        "en": "Face recognition is stopped — please tell the secretary",
+    },
+    "system_error": {"vi": "Lỗi hệ thống — mời đồng chí báo thư ký", "en": "System error — please tell the secretary"},
     "no_template": {"vi": "Chưa có ảnh mẫu khuôn mặt — liên hệ thư ký chi bộ", "en": "No enrolled face — see the cell secretary"},
     "unknown_card": {"vi": "Thẻ không có trong danh sách", "en": "Card not recognised"},
     "other_cell": {"vi": "Đảng viên thuộc chi bộ khác ({cell})", "en": "Member of another cell ({cell})"},

@@ -18,6 +18,8 @@ from contract import Proof
 from .clock import SystemClock, parse_iso
 from .display import Display
 from .errors import AlreadyCheckedIn, DiskFullError
+from .face.verdicts import FaceError, WorkerError
+from .face.worker import WorkerDown, WorkerRestarting
 from .outbox import Outbox
 from .roster import Roster
 
@@ -33,6 +35,9 @@ class Outcome(str, Enum):
     TOO_FAR = "too_far"
     NO_CAMERA = "no_camera"
     FACE_ERROR = "face_error"
+    FACE_RESTARTING = "face_restarting"
+    FACE_DOWN = "face_down"
+    SYSTEM_ERROR = "system_error"
     NO_TEMPLATE = "no_template"
     UNKNOWN_CARD = "unknown_card"
     OTHER_CELL = "other_cell"
@@ -110,14 +115,19 @@ class CheckinService:
             event = await self.queue.get()
             try:
                 await self.handle(event)
-            except Exception:
-                log.exception("check-in failed for %s", getattr(event, "kind", event))
-                self._finish(Result(Outcome.FACE_ERROR, detail="internal error"))
+            except Exception:  # the screen itself failed: keep taking taps
+                log.exception("check-in screen failed for %s", getattr(event, "kind", event))
 
     async def handle(self, event: Any) -> Result:
         if self._idle_task:
             self._idle_task.cancel()
-        result = await self._decide(event)
+        try:
+            result = await self._decide(event)
+        except Exception as exc:
+            # A bug or a broken part, not the member's face: say so, and keep the traceback for the technician.
+            log.exception("check-in of %s %s failed with an internal error", getattr(event, "kind", "?"),
+                          "(QR)" if getattr(event, "kind", "") != "member_card" else getattr(event, "value", "?"))
+            result = Result(Outcome.SYSTEM_ERROR, detail=f"{type(exc).__name__}: {exc}")
         self._finish(result)
         return result
 
@@ -128,7 +138,7 @@ class CheckinService:
         if kind == "member_card":
             member = self.roster.by_card(value)
         else:
-            from hardware.cccd import parse_cccd  # noqa: PLC0415  (keeps the agent importable without the reader stack)
+            from hardware.cccd import parse_cccd  # keeps the agent importable without the reader stack
             from hardware.errors import CccdError
 
             try:
@@ -160,7 +170,13 @@ class CheckinService:
             self.signals.busy()
         try:
             verdict = await asyncio.to_thread(self.face.verify, templates, self.face_timeout_s)
-        except Exception as exc:
+        except WorkerRestarting as exc:
+            log.warning("face check of %s not made: %s", member.id, exc)
+            return Result(Outcome.FACE_RESTARTING, **base, detail=str(exc))
+        except WorkerDown as exc:
+            log.error("face check of %s not made: %s", member.id, exc)
+            return Result(Outcome.FACE_DOWN, **base, detail=str(exc))
+        except (WorkerError, FaceError) as exc:
             log.error("face worker failed: %s", exc)
             return Result(Outcome.FACE_ERROR, **base, detail=str(exc))
         status = getattr(verdict.status, "value", verdict.status)

@@ -11,8 +11,8 @@ import asyncio
 import ipaddress
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from .display import Display
 
@@ -80,11 +80,13 @@ def create_app(display: Display, *, main_room_hls_url: str = "") -> FastAPI:
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
-    @app.get("/healthz")
-    async def healthz() -> dict:
-        """Caller: the watchdog and the self-test (loopback)."""
-        if not display.health.get("ok", True):
-            raise HTTPException(503, display.health)
-        return {"ok": True, **display.health}
+    @app.get("/healthz", response_model=None)
+    async def healthz() -> dict | JSONResponse:
+        """Caller: the watchdog and the self-test (loopback). 503 with the reasons while a fault stops
+        check-ins (face worker down, no roster, disk or outbox full); refreshed every second."""
+        blocking = display.health.get("blocking") or []
+        if blocking:
+            return JSONResponse({"ok": False, "faults": blocking}, status_code=503)
+        return {"ok": True, "faults": display.health.get("faults") or []}
 
     return app

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import shutil
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +132,10 @@ class Agent:
         if self.face is None:
             from .face.worker import FaceWorker
 
-            kwargs: dict[str, Any] = {"camera_source": s.camera, "fresh_window_s": s.face_fresh_window_s}
+            kwargs: dict[str, Any] = {"camera_source": s.camera, "fresh_window_s": s.face_fresh_window_s,
+                                      "restart_backoff_s": s.face_restart_backoff_s,
+                                      "restart_backoff_max_s": s.face_restart_backoff_max_s,
+                                      "restart_budget": s.face_restart_budget, "restart_window_s": s.face_restart_window_s}
             if s.face_threshold is not None:
                 kwargs["threshold"] = s.face_threshold
             self.face = FaceWorker(**kwargs)
@@ -174,11 +177,19 @@ class Agent:
     # -- status -----------------------------------------------------------------------
 
     def current_faults(self) -> list[str]:
-        faults = list(self.faults)
+        return list(self.faults) + self.blocking_faults()
+
+    def blocking_faults(self) -> list[str]:
+        """The faults that stop check-ins: /healthz answers 503 with them."""
+        faults = []
         if self.roster.bundle is None:
             faults.append("no roster from central yet")
-        if self.face is not None and hasattr(self.face, "alive") and not self.face.alive:
-            faults.append("face worker not running")
+        if self.face is not None:
+            fault = getattr(self.face, "fault", None)
+            if fault is None and hasattr(self.face, "alive") and not self.face.alive:
+                fault = "face worker not running"
+            if fault:
+                faults.append(fault)
         free = shutil.disk_usage(self.settings.data_dir).free
         if free < self.settings.min_free_bytes:
             faults.append(f"disk full: {free // 1024} KiB free")
@@ -192,7 +203,7 @@ class Agent:
             hall=self.roster.bundle.hall if self.roster.bundle else (self.settings.hall or None),
             uptime_s=round(time.monotonic() - self.started, 1), queue_depth=self.outbox.depth(),
             oldest_unsent_age_s=self.outbox.oldest_unsent_age(), last_ack_seq=self.outbox.acked_seq(),
-            last_ack_at=None if self.uplink.last_ack_at is None else iso(datetime.fromtimestamp(self.uplink.last_ack_at, timezone.utc)),
+            last_ack_at=None if self.uplink.last_ack_at is None else iso(datetime.fromtimestamp(self.uplink.last_ack_at, UTC)),
             in_flight=self.uplink.in_flight,
             bundle_version=self.roster.version, disk_free_bytes=shutil.disk_usage(self.settings.data_dir).free,
             temperature_c=read_temperature(), clock_synced=self.clock.synced(), faults=self.current_faults(),
@@ -202,12 +213,14 @@ class Agent:
     async def _health_loop(self) -> None:
         notify("READY=1")
         while True:
-            faults = self.current_faults()
+            blocking = self.blocking_faults()
+            faults = list(self.faults) + blocking
             await asyncio.to_thread(self._stream_for_meetings)
             stream = self.streamer.stream_state() if self.streamer else None
             age = self.outbox.oldest_unsent_age()
             self.display.set_health(online=self.uplink.connected, queue_depth=self.outbox.depth(),
                                     oldest_unsent_s=None if age is None else round(age), faults=faults,
+                                    blocking=blocking,
                                     stream=None if stream is None else stream.model_dump(exclude_none=True),
                                     device=self.identity.device_id)
             # Pinged from the event loop itself: if the loop hangs, systemd restarts us.

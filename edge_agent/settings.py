@@ -6,9 +6,8 @@ data directory, made on the device and never copied off it.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import ipaddress
+from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +33,10 @@ class AgentSettings(BaseSettings):
     camera: str = Field("0", description="camera source: index, /dev/videoN, file, URL, folder:/dir or still:/file")
     face_threshold: float | None = Field(None, description="face distance at or under which faces match; default from edge_agent.face")
     face_fresh_window_s: float = Field(1.0, description="how old a pre-computed face encoding may be when a card is tapped")
+    face_restart_backoff_s: float = Field(1.0, description="a dead face worker is restarted after this long, doubling with each restart in the window")
+    face_restart_backoff_max_s: float = Field(30.0, description="longest wait before restarting the face worker")
+    face_restart_budget: int = Field(5, description="restarts of the face worker allowed per window; past it the worker stays down (a fault) until the agent restarts")
+    face_restart_window_s: float = Field(600.0, description="the face worker's restart budget window, seconds")
     green_pin: str = Field("GPIO17", description="GPIO pin of the green LED")
     red_pin: str = Field("GPIO27", description="GPIO pin of the red LED")
     buzzer_pin: str = Field("GPIO22", description="GPIO pin of the buzzer")

@@ -26,8 +26,13 @@ Otherwise the face of the fresh frame is encoded now (encoding_age_s == 0).
 
 Supervision: `start()` spawns (multiprocessing "spawn": no fork of a threaded parent) and
 waits until the models are loaded and the camera opened; `stop()` terminates, joins with a
-timeout, then kills; after the process dies `verify` raises WorkerError and `start()` may be
-called again. The child exits by itself when the parent's end of the pipe closes.
+timeout, then kills. The child exits by itself when the parent's end of the pipe closes.
+A worker that dies on its own (a crash in dlib, the OOM killer, `kill -9`) is restarted by a
+supervisor thread, Frigate-style: after `restart_backoff_s` (1 s), doubling with every restart
+in the last `restart_window_s` up to `restart_backoff_max_s` (30 s); at most `restart_budget`
+restarts per window, after which it stays down (a crash loop would otherwise hold a core of
+the Pi forever) until start() is called again, i.e. until the agent restarts. Meanwhile
+`verify` raises WorkerRestarting or WorkerDown at once, and `fault` says which, for the status.
 Like any "spawn" child, it re-imports the parent's main module: a script that starts a worker
 needs the `if __name__ == "__main__":` guard (console scripts such as `hall` have it).
 
@@ -55,6 +60,15 @@ log = logging.getLogger(__name__)
 DEFAULT_OPENER = "hardware.camera:open_camera"
 TRACK_IOU = 0.3
 READ_RETRIES = 3  # a live camera may miss a frame; an empty stage answers None at once
+WATCH_INTERVAL_S = 0.2  # how often the supervisor looks at the process (a verify notices a death at once)
+
+
+class WorkerRestarting(WorkerError):
+    """The face worker died and is being restarted: ask again in a few seconds."""
+
+
+class WorkerDown(WorkerError):
+    """The face worker died more often than its restart budget allows and stays down."""
 
 
 # ---------------------------------------------------------------- the parent side
@@ -70,6 +84,11 @@ class FaceWorker:
         observe_interval_s: float = 0.2,
         detect_width: int = 320,
         opener: str = DEFAULT_OPENER,
+        restart_backoff_s: float = 1.0,
+        restart_backoff_max_s: float = 30.0,
+        restart_budget: int = 5,
+        restart_window_s: float = 600.0,
+        start_timeout_s: float = 60.0,
     ) -> None:
         """`opener` is "module:function" taking the source string and returning a camera with
         .read() -> BGR ndarray | None and .release(); it is imported inside the worker."""
@@ -81,14 +100,25 @@ class FaceWorker:
             "detect_width": detect_width,
             "opener": opener,
         }
+        self.restart_backoff_s, self.restart_backoff_max_s = restart_backoff_s, restart_backoff_max_s
+        self.restart_budget, self.restart_window_s = restart_budget, restart_window_s
+        self.start_timeout_s = start_timeout_s
         self._ctx = multiprocessing.get_context("spawn")
         self._proc: Any = None
         self._conn: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the pipe: one request at a time
+        self._spawn_lock = threading.Lock()  # one spawn at a time; not held by verify, which must not wait for it
         self._next_id = 0
         self._starts = 0
         self._last_error = ""
         self._ready_info: dict = {}
+        # supervision: "stopped" (never started, or stop()), "running", "restarting", "down"
+        self._state = "stopped"
+        self._fault: str | None = None
+        self._restarts: list[float] = []  # monotonic times of the restarts in the current window
+        self._wake = threading.Event()  # stop() or a verify that met a dead worker
+        self._stopping = threading.Event()  # stop(): a restart waiting for the models gives up
+        self._supervisor: threading.Thread | None = None
 
     @property
     def alive(self) -> bool:
@@ -98,40 +128,37 @@ class FaceWorker:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def start(self, timeout: float = 60) -> None:
-        with self._lock:
-            if self.alive:
-                return
-            self._reap()
-            parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-            proc = self._ctx.Process(target=_child_main, args=(child_conn, self.config), name="hall-face-worker", daemon=True)
-            proc.start()
-            child_conn.close()  # so the child's exit shows here as EOF
-            self._proc, self._conn = proc, parent_conn
-            self._starts += 1
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if parent_conn.poll(0.1):
-                    try:
-                        kind, info = parent_conn.recv()
-                    except (EOFError, OSError):
-                        break
-                    if kind == "ready":
-                        self._ready_info = info
-                        log.info("face worker %s ready: %s", proc.pid, info)
-                        return
-                    self._last_error = str(info)
-                    self._stop_locked()
-                    raise WorkerError(f"face worker could not start: {info}")
-                if not proc.is_alive():
-                    break
-            if proc.is_alive():
-                self._last_error = f"not ready after {timeout} s"
-                self._stop_locked()
-                raise WorkerError(f"face worker was not ready after {timeout} s")
-            proc.join(1)
-            self._last_error = f"exited with code {proc.exitcode} while starting"
-            raise WorkerError(f"face worker exited with code {proc.exitcode} while starting (see its stderr)")
+    @property
+    def fault(self) -> str | None:
+        """Why the worker cannot verify now (None when it can), in words for the status."""
+        if self._state == "running" and not self.alive:  # died; the supervisor is about to act
+            return self._fault_after_death()
+        if self._state == "stopped":
+            return "face worker not running"
+        return self._fault
+
+    def _fault_after_death(self) -> str:
+        restarts = len(self._live_restarts())
+        if restarts >= self.restart_budget:
+            return "face worker down: restart budget exhausted"
+        return f"face worker restarting (attempt {restarts + 1})"
+
+    @property
+    def supervised(self) -> bool:
+        """True while the supervisor thread watches the worker (it ends when the budget is spent)."""
+        return self._supervisor is not None and self._supervisor.is_alive()
+
+    def start(self, timeout: float | None = None) -> None:
+        """Spawn the worker and wait until it is ready, then supervise it. Resets the restart budget."""
+        self._stopping.clear()
+        self._spawn(self.start_timeout_s if timeout is None else timeout)
+        self._restarts.clear()
+        self._fault = None
+        self._state = "running"
+        if not self.supervised:
+            self._wake.clear()
+            self._supervisor = threading.Thread(target=self._supervise, name="hall-face-supervisor", daemon=True)
+            self._supervisor.start()
 
     def verify(self, templates: list[list[float]], timeout: float = 5.0, *, not_before: float | None = None) -> FaceVerdict:
         """Verdict on the face in front now against a member's templates (blocking, thread-safe)."""
@@ -145,6 +172,7 @@ class FaceWorker:
     def stats(self, timeout: float = 2.0) -> dict:
         """Counters from the worker (frames read, looks, encodings, cache hits, rss) and its state."""
         own = {"alive": self.alive, "pid": self.pid, "starts": self._starts, "last_error": self._last_error,
+               "state": self._state, "fault": self.fault, "restarts_in_window": len(self._live_restarts()),
                "exitcode": None if self._proc is None or self.alive else self._proc.exitcode, **self._ready_info}
         if not self.alive:
             return own
@@ -155,15 +183,128 @@ class FaceWorker:
         return {**own, **theirs, "last_error": theirs.get("last_error") or self._last_error}
 
     def stop(self, timeout: float = 5.0) -> None:
-        with self._lock:
+        self._state = "stopped"  # first: the supervisor must not restart what we stop
+        self._stopping.set()
+        self._wake.set()
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor is not threading.current_thread():
+            supervisor.join(timeout + self.start_timeout_s)
+        self._supervisor = None
+        with self._spawn_lock, self._lock:
             self._stop_locked(timeout)
 
     # -- internals
 
+    def _spawn(self, timeout: float) -> None:
+        with self._spawn_lock:
+            with self._lock:
+                if self.alive:
+                    return
+                self._reap()
+            parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+            proc = self._ctx.Process(target=_child_main, args=(child_conn, self.config), name="hall-face-worker", daemon=True)
+            proc.start()
+            child_conn.close()  # so the child's exit shows here as EOF
+            self._starts += 1
+            failure = self._wait_ready(proc, parent_conn, timeout)
+            if failure is None:
+                with self._lock:
+                    self._proc, self._conn = proc, parent_conn
+                return
+            self._last_error = failure
+            if proc.is_alive():
+                proc.kill()
+            proc.join(5)
+            parent_conn.close()
+            raise WorkerError(f"face worker could not start: {failure}")
+
+    def _wait_ready(self, proc: Any, conn: Any, timeout: float) -> str | None:
+        """None once the worker says it is ready, else why it is not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            if conn.poll(0.1):
+                try:
+                    kind, info = conn.recv()
+                except (EOFError, OSError):
+                    break
+                if kind == "ready":
+                    self._ready_info = info
+                    log.info("face worker %s ready: %s", proc.pid, info)
+                    return None
+                return str(info)
+            if not proc.is_alive():
+                break
+        if self._stopping.is_set():
+            return "stopped while starting"
+        if proc.is_alive():
+            return f"not ready after {timeout} s"
+        proc.join(1)
+        return f"exited with code {proc.exitcode} while starting (see its stderr)"
+
+    def _live_restarts(self) -> list[float]:
+        now = time.monotonic()
+        return [t for t in self._restarts if now - t < self.restart_window_s]
+
+    def _supervise(self) -> None:
+        while self._state != "stopped":
+            self._wake.wait(WATCH_INTERVAL_S)
+            self._wake.clear()
+            if self._state == "running" and not self.alive:
+                code = None if self._proc is None else self._proc.exitcode
+                self._last_error = f"the face worker died (exit code {code})"
+                log.error("%s", self._last_error)
+                if not self._restart():
+                    return
+
+    def _restart(self) -> bool:
+        """Restart after a death, within the budget; False when the worker stays down."""
+        while self._state != "stopped":
+            self._restarts = self._live_restarts()
+            if len(self._restarts) >= self.restart_budget:
+                self._state = "down"
+                self._fault = (f"face worker down: restart budget exhausted ({len(self._restarts)} restarts in "
+                               f"{self.restart_window_s:.0f} s; last error: {self._last_error})")
+                log.error("%s; it stays down until the agent restarts", self._fault)
+                with self._lock:
+                    self._reap()
+                return False
+            delay = min(self.restart_backoff_max_s, self.restart_backoff_s * 2 ** len(self._restarts))
+            self._restarts.append(time.monotonic())
+            self._fault = f"face worker restarting (attempt {len(self._restarts)})"
+            self._state = "restarting"
+            log.warning("%s in %.1f s", self._fault, delay)
+            if self._wake.wait(delay) and self._state == "stopped":
+                return False
+            try:
+                self._spawn(self.start_timeout_s)
+            except WorkerError as e:
+                log.error("%s", e)
+                continue
+            if self._state == "stopped":  # stop() came while it was starting
+                return False
+            self._state, self._fault = "running", None
+            log.info("face worker restarted (pid %s)", self.pid)
+            return True
+        return False
+
+    def _unavailable(self, what: str) -> WorkerError:
+        """The error for a request that finds no worker to answer it."""
+        if self._state == "running":
+            self._wake.set()  # a death seen here is the supervisor's news too
+            fault = self._fault_after_death()
+            return (WorkerDown if "down" in fault else WorkerRestarting)(fault)
+        if self._state == "down":
+            return WorkerDown(self._fault or "face worker down")
+        if self._state == "restarting":
+            return WorkerRestarting(self._fault or "face worker restarting")
+        return WorkerError(self._death_reason(what))
+
     def _ask(self, kind: str, *args: Any, timeout: float) -> dict:
+        if self._state in ("restarting", "down"):
+            raise self._unavailable("the face worker is not running")
         with self._lock:
             if not self.alive:
-                raise WorkerError(self._death_reason("the face worker is not running"))
+                raise self._unavailable("the face worker is not running")
             self._next_id += 1
             rid = self._next_id
             try:
@@ -181,7 +322,7 @@ class FaceWorker:
             except (EOFError, OSError, BrokenPipeError):
                 if self._proc is not None:
                     self._proc.join(1)
-                raise WorkerError(self._death_reason("the face worker died")) from None
+                raise self._unavailable("the face worker died") from None
             raise WorkerError(f"the face worker did not answer {kind} within {timeout} s")
 
     def _death_reason(self, what: str) -> str:
@@ -207,7 +348,7 @@ class FaceWorker:
                 proc.join(timeout)
         self._reap()
 
-    def __enter__(self) -> "FaceWorker":
+    def __enter__(self) -> FaceWorker:
         self.start()
         return self
 
@@ -266,7 +407,7 @@ class _Worker:
     def close(self) -> None:
         try:
             self.camera.release()
-        except Exception:  # noqa: BLE001 - closing on the way out; nothing left to tell
+        except Exception:  # closing on the way out; nothing left to tell
             pass
 
     def _read(self, retries: int = 1) -> Any:
@@ -352,7 +493,7 @@ class _Worker:
             if kind == "stats":
                 return ("stats", rid, self.stats())
             return ("error", rid, f"unknown request {kind!r}")
-        except Exception as e:  # noqa: BLE001 - one bad request must not end the worker
+        except Exception as e:  # one bad request must not end the worker
             self.counters["errors"] += 1
             self.last_error = f"{kind}: {e}"
             return ("error", rid, str(e))
@@ -366,7 +507,7 @@ def _child_main(conn: Any, config: dict) -> None:
     logging.basicConfig(level=logging.INFO, format="face-worker %(levelname)s %(message)s")
     try:
         worker = _Worker(config)
-    except Exception as e:  # noqa: BLE001 - reported to start(), which raises it
+    except Exception as e:  # reported to start(), which raises it
         conn.send(("failed", f"{type(e).__name__}: {e}"))
         return
     try:
@@ -380,7 +521,7 @@ def _child_main(conn: Any, config: dict) -> None:
             next_look = time.monotonic() + interval
             try:
                 worker.tick()
-            except Exception as e:  # noqa: BLE001 - a bad frame must not end the worker
+            except Exception as e:  # a bad frame must not end the worker
                 worker.counters["errors"] += 1
                 worker.last_error = f"look: {e}"
                 log.warning("look failed: %s", e)

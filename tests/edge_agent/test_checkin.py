@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from nacl.signing import SigningKey
@@ -22,7 +22,7 @@ from edge_agent.outbox import Outbox
 from edge_agent.roster import Roster
 from hardware.events import CardEvent
 
-NOW = datetime(2026, 11, 25, 19, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 19, 0, tzinfo=UTC)
 QR_AN = "027061012345||Nguyễn Văn An|04081961|Nam|Thôn Đông, An Bình|15062021"
 
 
@@ -59,7 +59,7 @@ class FixedClock:
         return DeviceTime(wall=self._now.isoformat().replace("+00:00", "Z"), synced=False, boot_id="b", monotonic=3.0)
 
 
-def make_bundle(central: SigningKey, device: SigningKey, *, version=1, meeting_start=NOW - timedelta(minutes=5)):
+def make_bundle(central: SigningKey, device: SigningKey, *, version=1, meeting_start=NOW - timedelta(minutes=5), templates=None):
     members = [
         Member(id="A", name="Nguyễn Văn An", cell="C1", cards=["04AA"], cccd="027061012345"),
         Member(id="B", name="Trần Thị Bình", cell="C2", cards=["04BB"]),
@@ -67,7 +67,7 @@ def make_bundle(central: SigningKey, device: SigningKey, *, version=1, meeting_s
     ]
     meetings = [Meeting(id="MT", cell="C1", hall="H", title="Sinh hoạt chi bộ", starts_at=meeting_start.isoformat(),
                         ends_at=(meeting_start + timedelta(hours=2)).isoformat())]
-    sealed = seal_templates(device.verify_key, {"A": [[0.0] * 128]})
+    sealed = seal_templates(device.verify_key, {"A": templates or [[0.0] * 128]})
     from contract import device_id_from_public_key
 
     b = Bundle(device=device_id_from_public_key(device.verify_key), hall="H", version=version, issued_at=NOW.isoformat(),
@@ -117,6 +117,29 @@ def test_outcomes_a_member_meets(kiosk):
     r = run(svc, "cccd_qr", QR_AN)  # same member by ID card: already checked in, no face check, no record
     assert r.outcome is Outcome.ALREADY and k["face"].calls == calls and k["outbox"].depth() == 1
     assert "Đã điểm danh trước đó" in k["display"].state["text"]["vi"]
+
+
+class BrokenVerifier:
+    """A face part with a bug: not a face verdict, not a worker fault."""
+
+    def verify(self, templates, timeout=5.0):
+        return {}["status"]
+
+
+def test_an_internal_error_is_a_system_error_with_its_traceback_logged(kiosk, caplog):
+    k = kiosk
+    k["roster"].receive(make_bundle(k["central"], k["ident"].signing_key))
+    k["service"].face = BrokenVerifier()
+    with caplog.at_level("ERROR", logger="edge_agent.checkin"):
+        r = run(k["service"], "member_card", "04aa")
+    assert r.outcome is Outcome.SYSTEM_ERROR and k["outbox"].depth() == 0
+    assert k["display"].state["text"] == {"vi": "Lỗi hệ thống — mời đồng chí báo thư ký",
+                                          "en": "System error — please tell the secretary"}
+    assert k["display"].state["tone"] == "bad"
+    logged = [rec for rec in caplog.records if rec.exc_info]
+    assert logged and "Traceback" in caplog.text and "KeyError" in caplog.text and "in verify" in caplog.text
+    k["service"].face = k["face"]  # the next tap is judged normally
+    assert run(k["service"], "member_card", "04aa").outcome is Outcome.ACCEPTED
 
 
 def test_malformed_qr_is_refused_with_its_reason(kiosk):
