@@ -77,3 +77,24 @@ def broker(tmp_path: Path):
     b.start()
     yield b
     b.stop()
+
+
+# Flags for a root, network-less machine: no sandbox (root), and none of Chromium's background
+# connections, which this machine's closed network refuses many at a time.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def chromium():
+    """Debian's headless Chromium driven by Playwright (a Browser); missing → skip here, fail under CI."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    require("playwright", sync_playwright is not None, "pip install -e '.[test]' (scripts/install.sh does it)")
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    require("chromium", exe is not None, "apt-get install chromium (scripts/install.sh does it)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

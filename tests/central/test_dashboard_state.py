@@ -4,33 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from central import accounts, registry
 from central.service import CentralService
 from central.store import open_store
 from contract import Topics
 from tests.central import Device, Probe, settings_for
-from tests.conftest import free_port, require
-
-try:
-    from playwright import sync_api
-except ImportError:
-    sync_api = None
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from tests.conftest import free_port
 
 
-@pytest.fixture(autouse=True)
-def _browser():
-    require("playwright", sync_api is not None, "pip install -e '.[test]' (scripts/install.sh does it)")
-    require("chromium", CHROMIUM is not None, "apt-get install chromium (scripts/install.sh does it)")
-
-
-def test_page_shows_a_lost_broker_unknown_kiosks_and_an_uncounted_record(tmp_path, broker):
+def test_page_shows_a_lost_broker_unknown_kiosks_and_an_uncounted_record(tmp_path, broker, chromium):
     settings = settings_for(tmp_path, broker.port, http_port=free_port(), broker_heartbeat_s=0.2, broker_silence_s=2.0)
     device, now = Device(), datetime.now(UTC)
     with open_store(settings.data_dir) as store:
@@ -40,10 +25,9 @@ def test_page_shows_a_lost_broker_unknown_kiosks_and_an_uncounted_record(tmp_pat
                              ends=now + timedelta(hours=1))
         registry.add_device(store, device.public_key, "H1")
         accounts.add_user(store, "kt", "technician", "kt-password-123")
-    with CentralService(settings) as service, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+    with CentralService(settings) as service:
+        page = chromium.new_page(viewport={"width": 1280, "height": 800})
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(service.url)
@@ -80,4 +64,4 @@ def test_page_shows_a_lost_broker_unknown_kiosks_and_an_uncounted_record(tmp_pat
             page.wait_for_selector(f'.device[data-device-id="{device.id}"][data-state="online"]', timeout=10_000)
             assert errors == []
         finally:
-            browser.close()
+            page.close()

@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from central import accounts, registry
 from central.service import CentralService
 from central.store import open_store
 from contract import Topics
 from tests.central import Device, Probe, settings_for
-from tests.conftest import free_port, require
-
-try:
-    from playwright import sync_api
-except ImportError:
-    sync_api = None
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from tests.conftest import free_port
 
 
-@pytest.fixture(autouse=True)
-def _browser():
-    require("playwright", sync_api is not None, "pip install -e '.[test]' (scripts/install.sh does it)")
-    require("chromium", CHROMIUM is not None, "apt-get install chromium (scripts/install.sh does it)")
-
-
-def test_page_shows_the_current_meeting_and_a_new_check_in_live(tmp_path, broker):
+def test_page_shows_the_current_meeting_and_a_new_check_in_live(tmp_path, broker, chromium):
     settings = settings_for(tmp_path, broker.port, http_port=free_port())
     device, now = Device(), datetime.now(UTC)
     with open_store(settings.data_dir) as store:
@@ -36,10 +21,9 @@ def test_page_shows_the_current_meeting_and_a_new_check_in_live(tmp_path, broker
         registry.add_meeting(store, "mt1", cell="C1", hall="H1", title="Họp chi bộ", starts=now - timedelta(minutes=5), ends=now + timedelta(hours=1))
         registry.add_device(store, device.public_key, "H1")
         accounts.add_user(store, "lan", "viewer", "lan-password-123")
-    with CentralService(settings) as service, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM)
+    with CentralService(settings) as service:
+        page = chromium.new_page()
         try:
-            page = browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(service.url)
@@ -63,4 +47,4 @@ def test_page_shows_the_current_meeting_and_a_new_check_in_live(tmp_path, broker
             page.goto(service.url)
             assert page.locator("#password").count() == 1 and page.locator("#meetings").count() == 0
         finally:
-            browser.close()
+            page.close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -75,10 +78,6 @@ def test_with_the_staff_token_switched_off_only_accounts_log_in(tmp_path, broker
 
 def test_a_frozen_broker_is_shown_and_kiosk_states_become_unknown_until_it_answers_again(tmp_path, broker):
     """Mosquitto stopped with SIGSTOP: the TCP connection stays up, nothing answers; central must notice and say so."""
-    import json
-    import os
-    import signal
-
     settings = settings_for(tmp_path, broker.port, http_port=free_port(), broker_heartbeat_s=0.2, broker_silence_s=2.0)
     device = Device()
     with open_store(settings.data_dir) as store:
@@ -108,8 +107,6 @@ def test_a_frozen_broker_is_shown_and_kiosk_states_become_unknown_until_it_answe
 
 
 def test_a_kiosk_whose_last_status_is_old_is_shown_as_unknown_not_online(tmp_path, broker):
-    import json
-
     settings = settings_for(tmp_path, broker.port, http_port=free_port(), device_stale_s=1.0)
     device = Device()
     with open_store(settings.data_dir) as store:
