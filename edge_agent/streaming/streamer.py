@@ -9,6 +9,11 @@ kept for the status, restart with exponential backoff, at most
 ``max_restarts`` per ``restart_window_s`` (then 'stopped' with the reason), and
 terminate → wait → kill on stop.
 
+The stream key never enters ffmpeg's argv (world-readable through ``ps``): an
+RTMP(S) push goes through a loopback :class:`KeyRelay` that swaps a placeholder
+for the key. ffmpeg 5.1 has no other way to take an SRT URL, so an SRT push
+still carries it there, with a warning in the log.
+
 States (contract.StreamState): ``live`` (pushing, confirmed), ``reconnecting``
 (recording; the push is down and being retried), ``recording-only`` (no ingest
 URL, or the push has been down longer than ``offline_after_s``), ``stopped``.
@@ -31,6 +36,7 @@ from urllib.parse import urlsplit
 from contract import StreamState
 
 from ..errors import AgentError
+from .key_relay import KeyRelay, relayable
 from .lifetime import die_with_parent
 from .recording import Recording
 from .sources import SW_ENCODER, Command, Profile, Source, choose_encoder, push_format, redact_url
@@ -104,6 +110,9 @@ class Streamer:
         self._queue_overflows = 0
         self._planned = False
         self._failure_counted = False
+        self._relay: KeyRelay | None = None
+        self._relay_url: str | None = None
+        self._warned_argv: str | None = None
 
     # Lifecycle ---------------------------------------------------------------
 
@@ -140,6 +149,9 @@ class Streamer:
         with self._lock:
             if self._stopped_reason is None:
                 self._stopped_reason = "stopped on request"
+            relay, self._relay = self._relay, None
+        if relay is not None:
+            relay.stop()
 
     def set_ingest(self, url: str | None) -> None:
         """Point the push elsewhere (a new meeting); restarts ffmpeg, keeping the recording."""
@@ -199,7 +211,7 @@ class Streamer:
             if self._stop.is_set():  # checked under the lock stop() takes to end the process
                 return None
             cmd = Command(
-                source=self.source, segment_pattern=self.recording.new_pattern(), ingest_url=self.ingest_url,
+                source=self.source, segment_pattern=self.recording.new_pattern(), ingest_url=self._push_url(),
                 encoder=self.encoder, profile=self.profile, segment_s=self.segment_s,
                 recovery_wait_s=self.recovery_wait_s, ffmpeg=self.ffmpeg,
             )
@@ -217,6 +229,27 @@ class Streamer:
         log.info("streamer: ffmpeg pid %d, %s, %s → %s", proc.pid, self.encoder, self.profile.describe(),
                  redact_url(self.ingest_url) if self.ingest_url else "recording only")
         return proc
+
+    def _push_url(self) -> str | None:
+        # Called under the lock, before each launch: the URL ffmpeg's argv may show.
+        url = self.ingest_url
+        if not url:
+            return None
+        if not relayable(url):
+            if self._warned_argv != url:
+                self._warned_argv = url
+                log.warning("streamer: the stream key of %s is in ffmpeg's command line, readable by every local user "
+                            "(ffmpeg cannot take this kind of URL another way; only rtmp:// and rtmps:// go through the key relay)",
+                            redact_url(url))
+            return url
+        if self._relay is None:
+            relay = KeyRelay(url, on_connected=self._push_is_up)
+            relay.start()  # an OSError here is a failed launch: retried with the backoff
+            self._relay, self._relay_url = relay, url
+        elif self._relay_url != url:
+            self._relay.set_target(url)
+            self._relay_url = url
+        return self._relay.local_url
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> int:
         readers = [
@@ -285,10 +318,11 @@ class Streamer:
         level = level_match.group(1) if level_match else "info"
         now = time.monotonic()
         with self._lock:
+            relayed = self._relay is not None and relayable(self.ingest_url or "")
             if _PUSH_UP.search(line) and self.ingest_url:
-                self._push_down_since = None
-                self._failure_counted = False
-                self._push_up_since = self._push_up_since or now
+                # Through the relay, ffmpeg's TCP connect reaches only the relay, which reports its own connect to the server.
+                if not (relayed and "Successfully connected" in line):
+                    self._push_is_up()
             elif _PUSH_DOWN.search(line) and self.ingest_url:
                 if "queue full" in line.lower() or "queue is full" in line.lower():
                     self._queue_overflows += 1
@@ -302,9 +336,22 @@ class Streamer:
                 self._stderr.append(self._redact(_LEVEL.sub("", line).replace("  ", " ").strip()))
                 if level in ("error", "fatal") and self._push_down_since is not None:
                     self._last_push_error = self._stderr[-1]
+                    upstream = self._relay.last_upstream_error if relayed and self._relay else None
+                    if upstream:  # ffmpeg saw only the relay hang up: say why
+                        self._last_push_error += f" (key relay: {upstream})"
+
+    def _push_is_up(self) -> None:
+        with self._lock:
+            if self.ingest_url:
+                self._push_down_since = None
+                self._failure_counted = False
+                self._push_up_since = self._push_up_since or time.monotonic()
 
     def _redact(self, text: str) -> str:
         # ffmpeg prints the full URL in its errors; the stream key must not reach the published status.
+        relay = self._relay
+        if relay is not None and self.ingest_url and relayable(self.ingest_url):
+            text = text.replace(relay.local_url, redact_url(self.ingest_url)).replace(relay.placeholder, "***")
         if self.ingest_url:
             parts = urlsplit(self.ingest_url)
             for secret in (parts.path.rstrip("/").rpartition("/")[2].partition(".")[2], parts.query, parts.password):
@@ -365,6 +412,7 @@ class Streamer:
                 "bitrate_kbps": rec["bitrate_kbps"],
                 "recording": rec,
                 "stderr_tail": list(self._stderr),
+                "key_relay": self._relay.state() if self._relay is not None else None,
             }
 
     def stream_state(self) -> StreamState:
