@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ class Recording:
 
     def new_pattern(self) -> Path:
         """The segment file pattern of one ffmpeg run (ms resolution: restarts never reuse a name)."""
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")[:-3]
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
         return self.directory / f"{stamp}Z-%05d{SUFFIX}"
 
     def segments(self) -> list[tuple[Path, int]]:

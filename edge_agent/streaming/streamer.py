@@ -135,7 +135,7 @@ class Streamer:
             self._stop.clear()
             self._stopped_reason = None
             self._restart_times.clear()
-            self.encoder  # probe once, before the first launch, not inside the loop
+            _ = self.encoder  # probe once, before the first launch, not inside the loop
             self._thread = threading.Thread(target=self._supervise, name="streamer", daemon=True)
             self._thread.start()
 

@@ -14,6 +14,7 @@ import pytest
 
 from edge_agent.streaming import Profile, Streamer, lavfi_pattern
 from edge_agent.streaming.key_relay import KeyRelay, Replacer
+from tests.conftest import require
 from tests.stream import wait_until
 
 SMALL = Profile(width=320, height=180, fps=10, video_kbps=200, audio_kbps=32)
@@ -125,8 +126,8 @@ def _client(port: int, payload: str, *as_user: str) -> str:
 
 
 def test_another_user_is_refused_and_our_own_user_is_forwarded(upstream):
-    if os.getuid() != 0 or shutil.which("setpriv") is None or not os.access(SYSTEM_PYTHON, os.X_OK):
-        pytest.skip(f"needs root, setpriv and {SYSTEM_PYTHON} to run a client as user nobody")
+    require("root, setpriv and the system python", os.getuid() == 0 and shutil.which("setpriv") is not None
+            and os.access(SYSTEM_PYTHON, os.X_OK), f"needed to run a client as user nobody through {SYSTEM_PYTHON}")
     relay = KeyRelay(f"rtmp://127.0.0.1:{upstream.port}/hall/{KEY}")
     relay.start()
     try:
