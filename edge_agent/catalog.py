@@ -1,7 +1,7 @@
 """What the kiosk says, Vietnamese first. Each screen has a Vietnamese and an English line.
 
 Keys are the check-in outcomes (see checkin.Outcome) plus the idle and verifying screens.
-Placeholders are filled with str.format: {name}, {meeting}, {cell}, {time}, {reason}.
+Placeholders are filled with str.format: {meeting}, {time}. Every refusal says what to do next.
 """
 
 from __future__ import annotations
@@ -17,12 +17,16 @@ CATALOG: dict[str, dict[str, str]] = {
     },
     "accepted": {"vi": "Đã điểm danh", "en": "Checked in"},
     "already": {"vi": "Đã điểm danh trước đó lúc {time}", "en": "Already checked in at {time}"},
-    "face_mismatch": {"vi": "Khuôn mặt không khớp với thẻ", "en": "Face does not match the card"},
+    # Every refusal says what to do next: try again, or whom to see.
+    "face_mismatch": {
+        "vi": "Khuôn mặt không khớp với thẻ — mời nhìn thẳng vào camera và chạm lại, hoặc gặp thư ký",
+        "en": "Face does not match the card — look at the camera and tap again, or see the secretary",
+    },
     "no_face": {"vi": "Không thấy khuôn mặt — mời nhìn thẳng vào camera rồi chạm lại", "en": "No face seen — look at the camera and tap again"},
-    "several_faces": {"vi": "Có nhiều người trước camera — mời từng người một", "en": "Several faces — one person at a time, please"},
+    "several_faces": {"vi": "Có nhiều người trước camera — mời từng người một chạm thẻ", "en": "Several faces — one person at a time, please tap again"},
     "too_far": {"vi": "Mời đứng gần camera hơn rồi chạm lại", "en": "Please come closer to the camera and tap again"},
-    "no_camera": {"vi": "Camera không hoạt động — báo kỹ thuật viên", "en": "Camera not working — call the technician"},
-    "face_error": {"vi": "Lỗi xác minh khuôn mặt — mời thử lại", "en": "Face check failed — please try again"},
+    "no_camera": {"vi": "Camera không hoạt động — mời báo thư ký hoặc kỹ thuật viên", "en": "Camera not working — tell the secretary or the technician"},
+    "face_error": {"vi": "Lỗi xác minh khuôn mặt — mời chạm lại", "en": "Face check failed — please tap again"},
     "face_restarting": {
         "vi": "Hệ thống nhận diện đang khởi động lại — mời đồng chí thử lại sau ít giây",
         "en": "Face recognition is restarting — please try again in a few seconds",
@@ -32,12 +36,26 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Face recognition is stopped — please tell the secretary",
     },
     "system_error": {"vi": "Lỗi hệ thống — mời đồng chí báo thư ký", "en": "System error — please tell the secretary"},
-    "no_template": {"vi": "Chưa có ảnh mẫu khuôn mặt — liên hệ thư ký chi bộ", "en": "No enrolled face — see the cell secretary"},
-    "unknown_card": {"vi": "Thẻ không có trong danh sách", "en": "Card not recognised"},
-    "other_cell": {"vi": "Đảng viên thuộc chi bộ khác ({cell})", "en": "Member of another cell ({cell})"},
-    "no_meeting": {"vi": "Hiện không có cuộc họp nào", "en": "No meeting is taking place now"},
-    "bad_qr": {"vi": "Mã QR không hợp lệ", "en": "Invalid QR code: {reason}"},
-    "no_roster": {"vi": "Chưa nhận được danh sách từ trung tâm", "en": "No roster received from central yet"},
+    "no_template": {"vi": "Chưa có ảnh mẫu khuôn mặt — mời gặp thư ký chi bộ", "en": "No enrolled face — please see the cell secretary"},
+    "unknown_card": {
+        "vi": "Thẻ không có trong danh sách — mời gặp thư ký",
+        "en": "Card not recognised — please see the secretary",
+    },
+    # {meeting} is the title of the meeting on now (central's names, never ids: the bundle carries no cell names).
+    "other_cell": {
+        "vi": "Đồng chí thuộc chi bộ khác — cuộc họp lúc này là «{meeting}». Mời gặp thư ký nếu cần",
+        "en": "You belong to another cell — the meeting now is “{meeting}”. See the secretary if needed",
+    },
+    "no_meeting": {
+        "vi": "Hiện không có cuộc họp nào của chi bộ đồng chí — mời xem giờ họp hoặc gặp thư ký",
+        "en": "No meeting of your cell is on now — check the meeting time or see the secretary",
+    },
+    # The parser's reason is technical and English: it goes to the log, the member gets what to do.
+    "bad_qr": {
+        "vi": "Mã QR không đọc được — mời quét lại mã QR trên CCCD hoặc chạm thẻ đảng viên",
+        "en": "QR code not readable — scan the QR on your ID card again or tap your member card",
+    },
+    "no_roster": {"vi": "Chưa nhận được danh sách từ trung tâm — mời báo thư ký", "en": "No roster received from central yet — please tell the secretary"},
     "disk_full": {"vi": "Bộ nhớ đầy — không ghi được điểm danh. Báo kỹ thuật viên", "en": "Storage full — check-in not recorded. Call the technician"},
 }
 

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from contract import Proof
 
@@ -92,13 +93,15 @@ class CheckinService:
         signals: Signals | None = None,
         clock: SystemClock | None = None,
         meeting_early_s: int = 1800,
-        verdict_hold_s: float = 4.0,
+        verdict_hold_s: float = 8.0,
+        time_zone: str = "Asia/Ho_Chi_Minh",
         face_timeout_s: float = 10.0,
     ):
         self.roster, self.outbox, self.face, self.display = roster, outbox, face, display
         self.signals = signals
         self.clock = clock or SystemClock()
         self.early_s, self.hold_s, self.face_timeout_s = meeting_early_s, verdict_hold_s, face_timeout_s
+        self.tz = ZoneInfo(time_zone)  # the hall's: what the member reads is local time
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=16)
         self.results: list[Result] = []
         self._idle_task: asyncio.Task | None = None
@@ -154,7 +157,7 @@ class CheckinService:
         found = self.roster.lookup(member, now, self.early_s)
         if found.meeting is None:
             if found.other_meeting is not None:
-                return Result(Outcome.OTHER_CELL, **base, extra={"cell": member.cell})
+                return Result(Outcome.OTHER_CELL, **base, extra={"meeting": found.other_meeting.title})
             return Result(Outcome.NO_MEETING, **base)
         meeting = found.meeting
         base["meeting"] = meeting.id
@@ -208,8 +211,9 @@ class CheckinService:
             result.outcome.value,
             tone="ok" if ok else "bad",
             name=result.name,
-            detail=result.extra.get("meeting_title") or result.detail,
-            **{k: v for k, v in fields.items() if k != "meeting_title"},
+            # Result.detail is for the log and the technician (English, technical): the member reads the catalog line.
+            detail=result.extra.get("meeting_title"),
+            **{k: v for k, v in fields.items() if k not in ("meeting_title", "reason")},
         )
         if self.signals:
             (self.signals.accepted if ok else self.signals.rejected)()
@@ -218,7 +222,7 @@ class CheckinService:
 
     def _checkin_time(self, meeting: str, member: str) -> str:
         existing = self.outbox.existing_checkin(meeting, member)
-        return parse_iso(existing[1]).astimezone().strftime("%H:%M") if existing else "?"
+        return parse_iso(existing[1]).astimezone(self.tz).strftime("%H:%M") if existing else "?"
 
     async def _back_to_idle(self) -> None:
         await asyncio.sleep(self.hold_s)

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
+from .clock import SystemClock, parse_iso
 from .display import Display
+from .roster import Roster
 
 STATIC = Path(__file__).parent / "static"
 HEARTBEAT_S = 15.0
@@ -28,7 +33,39 @@ def _is_loopback(request: Request) -> bool:
         return host in ("testclient", "localhost")
 
 
-def create_app(display: Display, *, main_room_hls_url: str = "") -> FastAPI:
+class HallScreen:
+    """What the idle screen shows around the prompt: the hall, the meeting on now (or the next one) in the
+    hall's local time, and the zone the page's clock runs in."""
+
+    def __init__(self, roster: Roster | None, *, clock: SystemClock | None = None, hall_name: str = "",
+                 time_zone: str = "Asia/Ho_Chi_Minh", early_s: int = 1800, verdict_s: float = 8.0):
+        self.roster, self.clock = roster, clock or SystemClock()
+        self.hall_name, self.time_zone, self.tz = hall_name, time_zone, ZoneInfo(time_zone)
+        self.early_s, self.verdict_s = early_s, verdict_s
+
+    def snapshot(self) -> dict[str, Any]:
+        bundle = self.roster.bundle if self.roster else None
+        now = self.clock.now()
+        current = self.roster.meetings_now(now, self.early_s) if self.roster else []
+        upcoming = sorted((m for m in (bundle.meetings if bundle else []) if parse_iso(m.starts_at) > now and m not in current),
+                          key=lambda m: parse_iso(m.starts_at))
+        return {
+            "hall": self.hall_name or (bundle.hall if bundle else ""),
+            "time_zone": self.time_zone,
+            "verdict_s": self.verdict_s,
+            "now": self._describe(current[0], now) if current else None,
+            "next": self._describe(upcoming[0], now) if upcoming else None,
+        }
+
+    def _describe(self, meeting, now: datetime) -> dict[str, str]:
+        starts, ends = parse_iso(meeting.starts_at).astimezone(self.tz), parse_iso(meeting.ends_at).astimezone(self.tz)
+        today = now.astimezone(self.tz).date()
+        day = ("hôm nay / today" if starts.date() == today
+               else "ngày mai / tomorrow" if starts.date() == today + timedelta(days=1) else starts.strftime("%d/%m/%Y"))
+        return {"title": meeting.title, "starts": starts.strftime("%H:%M"), "ends": ends.strftime("%H:%M"), "day": day}
+
+
+def create_app(display: Display, *, main_room_hls_url: str = "", hall: HallScreen | None = None) -> FastAPI:
     app = FastAPI(title="Hall kiosk page", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.middleware("http")
@@ -59,6 +96,11 @@ def create_app(display: Display, *, main_room_hls_url: str = "") -> FastAPI:
     async def state() -> dict:
         """Caller: the kiosk's own browser (loopback). What the screen shows now, and recent verdicts."""
         return {**display.snapshot(), "recent": list(display.recent)}
+
+    @app.get("/api/hall")
+    async def hall_screen() -> dict:
+        """Caller: the kiosk's own browser (loopback). The hall, its meeting now or next (local times), its time zone."""
+        return (hall or HallScreen(None)).snapshot()
 
     @app.get("/events")
     async def events(request: Request) -> StreamingResponse:

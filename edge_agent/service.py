@@ -24,7 +24,7 @@ from .clock import SystemClock, iso
 from .display import Display
 from .errors import AgentError, BundleRejected
 from .identity import DeviceIdentity
-from .kiosk_page import create_app
+from .kiosk_page import HallScreen, create_app
 from .outbox import Outbox
 from .roster import Roster
 from .sd_notify import notify
@@ -233,7 +233,8 @@ class Agent:
         self.loop = asyncio.get_running_loop()
         self.checkin = CheckinService(
             roster=self.roster, outbox=self.outbox, face=None, display=self.display, clock=self.clock,
-            meeting_early_s=self.settings.meeting_early_s, verdict_hold_s=self.settings.verdict_hold_s,
+            meeting_early_s=self.settings.meeting_early_s, verdict_hold_s=self.settings.verdict_seconds,
+            time_zone=self.settings.time_zone,
         )
         tasks: list[asyncio.Task[Any]] = []
         try:
@@ -241,7 +242,9 @@ class Agent:
             self.checkin.face, self.checkin.signals = self.face, self.signals
             self.uplink.start()
             self._uplink_started = True
-            config = uvicorn.Config(create_app(self.display, main_room_hls_url=self.settings.main_room_hls_url), host=self.settings.http_host, port=self.settings.http_port,
+            config = uvicorn.Config(create_app(self.display, main_room_hls_url=self.settings.main_room_hls_url, hall=HallScreen(
+                self.roster, clock=self.clock, hall_name=self.settings.hall_name, time_zone=self.settings.time_zone,
+                early_s=self.settings.meeting_early_s, verdict_s=self.settings.verdict_seconds)), host=self.settings.http_host, port=self.settings.http_port,
                                     log_level="warning", lifespan="off")
             server = self._server = uvicorn.Server(config)
             # A stop asked while the hardware was opening: serve() then shuts down as soon as it is up.

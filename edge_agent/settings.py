@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,7 +44,9 @@ class AgentSettings(BaseSettings):
     mock_gpio: bool = Field(False, description="use gpiozero's MockFactory (no real pins: demo and tests)")
     http_host: str = Field("127.0.0.1", description="kiosk page address: loopback only, the page is for the kiosk's own screen")
     http_port: int = Field(8080, description="kiosk page port")
-    verdict_hold_s: float = Field(4.0, description="seconds a verdict stays on the page before it returns to idle")
+    verdict_seconds: float = Field(8.0, gt=0, description="seconds a verdict stays on the page (long enough to read three lines aloud); the next tap replaces it at once")
+    time_zone: str = Field("Asia/Ho_Chi_Minh", description="the hall's IANA time zone: every time on the kiosk page is local to it")
+    hall_name: str = Field("", description="the hall's name on the idle screen (the bundle carries only its id, shown when this is empty)")
     meeting_early_s: int = Field(1800, description="check-in opens this many seconds before a meeting starts")
     min_free_bytes: int = Field(20 * 1024 * 1024, description="refuse new check-ins below this much free disk in data_dir")
     outbox_max_mb: float = Field(512.0, description="the outbox file never grows past this; check-ins are refused (and said so) beyond it")
@@ -54,6 +57,15 @@ class AgentSettings(BaseSettings):
     stream_encoder: str = Field("auto", description="'auto' (h264_v4l2m2m when it works, else libx264), or an ffmpeg encoder name")
     main_room_hls_url: str = Field("", description="HLS URL of the main meeting room, played full screen at /main-room")
     send_window: int = Field(512, description="records in flight (sent, not yet acknowledged) at most; keep under the broker's max_queued_messages")
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Ho_Chi_Minh)") from exc
+        return value
 
     @field_validator("http_host")
     @classmethod

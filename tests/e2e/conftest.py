@@ -75,7 +75,7 @@ def system(tmp_path_factory, module_broker, faces_dir):
     asettings = AgentSettings(
         data_dir=work / "kiosk", mqtt_port=module_broker.port, central_public_key=s.central.public_key,
         card_reader=s.rig.card_port, qr_scanner=s.rig.qr_port, camera=f"still:{s.rig.stage_path}",
-        http_port=kiosk_port, verdict_hold_s=30.0,
+        http_port=kiosk_port, verdict_seconds=30.0,
         stream_source=f"file:{faces_dir / 'scenes' / 'short_hamilton_clip.mp4'}",
         stream_ingest_url=f"rtmp://127.0.0.1:{s.rtmp_port}/hall/{stream_key(media_secret(csettings.data_dir), kiosk_id.device_id)}",
     )

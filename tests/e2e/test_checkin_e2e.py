@@ -42,7 +42,7 @@ def test_wrong_face_on_a_members_card_is_rejected_and_not_stored(system, kiosk_p
     reset_screens(kiosk_page)
     system.rig.tap(OBAMA.card, face=str(system.faces / BIDEN.probe))
     vi, name, _ = verdict(kiosk_page, "face_mismatch")
-    assert vi == "Khuôn mặt không khớp với thẻ" and name == OBAMA.name
+    assert vi.startswith("Khuôn mặt không khớp với thẻ") and name == OBAMA.name
     assert kiosk_page.evaluate("window.__screens").index("verifying") < kiosk_page.evaluate("window.__screens").index("face_mismatch")
     assert system.pins.pin(27).state  # red LED on
     assert system.agent.outbox.head()[0] == 0
@@ -79,20 +79,20 @@ def test_cccd_qr_from_the_serial_scanner_checks_in(system, kiosk_page):
 def test_unknown_card(system, kiosk_page):
     system.rig.tap(demo_data.UNKNOWN_CARD, face="none")
     vi, _, _ = verdict(kiosk_page, "unknown_card")
-    assert vi == "Thẻ không có trong danh sách"
+    assert vi.startswith("Thẻ không có trong danh sách") and "thư ký" in vi
 
 
 def test_member_of_another_cell(system, kiosk_page):
     system.rig.tap(ALEX.card)
     vi, name, _ = verdict(kiosk_page, "other_cell")
-    assert name == ALEX.name and demo_data.OTHER_CELL in vi
+    assert name == ALEX.name and "chi bộ khác" in vi and demo_data.OTHER_CELL not in vi  # names, never ids
 
 
 def test_malformed_qr_shows_the_reason(system, kiosk_page):
     system.rig.scan("027061012345|Obama|04081961")
     vi, _, en = verdict(kiosk_page, "bad_qr")
-    assert vi == "Mã QR không hợp lệ"
-    assert "7 fields" in en and "got 3" in en
+    assert vi.startswith("Mã QR không đọc được") and "quét lại" in vi
+    assert en.startswith("QR code not readable") and "fields" not in en  # the parser's English reason goes to the log
 
 
 def test_garbage_on_the_reader_line_is_survived(system, kiosk_page):

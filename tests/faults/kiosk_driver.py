@@ -72,7 +72,7 @@ def emit(**fields) -> None:
 async def main(args: argparse.Namespace) -> None:
     settings = AgentSettings(
         data_dir=args.data_dir, mqtt_port=args.mqtt_port, central_public_key=args.central_key,
-        topic_prefix=args.prefix, camera="0", mock_gpio=True, http_port=args.http_port, verdict_hold_s=0.01,
+        topic_prefix=args.prefix, camera="0", mock_gpio=True, http_port=args.http_port, verdict_seconds=0.01,
         mqtt_keepalive=args.keepalive, min_free_bytes=0, outbox_max_mb=args.outbox_max_mb, send_window=args.window,
     )
     clock = JumpingClock()
