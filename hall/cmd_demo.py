@@ -113,6 +113,7 @@ def demo(data_dir: Path, faces: Path | None, central_port: int, kiosk_port: int,
             "HALL_AGENT_CENTRAL_PUBLIC_KEY": central_key, "HALL_AGENT_CARD_READER": rig.card_port,
             "HALL_AGENT_QR_SCANNER": rig.qr_port, "HALL_AGENT_CAMERA": f"still:{rig.stage_path}",
             "HALL_AGENT_MOCK_GPIO": "true", "HALL_AGENT_HTTP_PORT": str(kiosk_port), "HALL_AGENT_HALL": demo_data.HALL,
+            "HALL_AGENT_HALL_NAME": demo_data.HALL_NAME,
         }
         if stream:
             from central.media import media_secret, stream_key

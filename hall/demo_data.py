@@ -13,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HALL = "HALL-AN-BINH"
+HALL_NAME = "Nhà văn hoá thôn Đông, xã An Bình"
 CELL = "CELL-THON-DONG"
 OTHER_CELL = "CELL-THON-TAY"
 ADDRESS = "Thôn Đông, xã An Bình, huyện Thuận Thành, Bắc Ninh"
@@ -69,7 +70,7 @@ def seed_central(store, box, faces: Path, device_public_keys: list[str], *, now:
     from central import registry
     from central.enrolment import enrol_member
 
-    registry.add_hall(store, HALL, "Nhà văn hoá thôn Đông, xã An Bình")
+    registry.add_hall(store, HALL, HALL_NAME)
     registry.add_cell(store, CELL, "Chi bộ thôn Đông")
     registry.add_cell(store, OTHER_CELL, "Chi bộ thôn Tây")
     for m in MEMBERS:
