@@ -138,6 +138,8 @@ class Agent:
                                       "restart_budget": s.face_restart_budget, "restart_window_s": s.face_restart_window_s}
             if s.face_threshold is not None:
                 kwargs["threshold"] = s.face_threshold
+            if self.qr_camera:
+                kwargs["on_qr"] = self._qr_at_camera
             self.face = FaceWorker(**kwargs)
             self.face.start()
         from hardware.pn532 import Pn532Reader
@@ -169,6 +171,18 @@ class Agent:
             log.info("no meeting now: stopping the stream (recording kept)")
             self.streamer.stop()
         self._streaming = on
+
+    @property
+    def qr_camera(self) -> bool:
+        """Whether the camera reads CCCD QR codes: as set, else when there is no serial QR scanner."""
+        if self.settings.qr_camera is not None:
+            return self.settings.qr_camera
+        return not (self.settings.qr_scanner or self._qr_port)
+
+    def _qr_at_camera(self, text: str) -> None:
+        from hardware.events import CardEvent
+
+        self._from_thread(CardEvent(kind="cccd_camera", value=text, source=f"camera:{self.settings.camera}"))
 
     def _from_thread(self, event: Any) -> None:
         assert self.loop and self.checkin

@@ -32,6 +32,7 @@ class AgentSettings(BaseSettings):
     card_reader: str = Field("", description="serial port of the PN532 NFC reader (path or pyserial URL); empty = none")
     qr_scanner: str = Field("", description="serial port of the QR scanner (path or pyserial URL); empty = none")
     camera: str = Field("0", description="camera source: index, /dev/videoN, file, URL, folder:/dir or still:/file")
+    qr_camera: bool | None = Field(None, description="decode the CCCD's QR shown to the camera (card kind cccd_camera); default on when no serial QR scanner is configured")
     face_threshold: float | None = Field(None, description="face distance at or under which faces match; default from edge_agent.face")
     face_fresh_window_s: float = Field(1.0, description="how old a pre-computed face encoding may be when a card is tapped")
     face_restart_backoff_s: float = Field(1.0, description="a dead face worker is restarted after this long, doubling with each restart in the window")

@@ -36,6 +36,13 @@ the Pi forever) until start() is called again, i.e. until the agent restarts. Me
 Like any "spawn" child, it re-imports the parent's main module: a script that starts a worker
 needs the `if __name__ == "__main__":` guard (console scripts such as `hall` have it).
 
+QR at the camera (`on_qr` given): a hall without a serial QR scanner shows the CCCD's QR to
+the camera. The worker decodes it from the frames it reads anyway (edge_agent.face.qr,
+zxing-cpp), on every look while no face is tracked and on every other look while one is, so a
+look costs ~0.4 ms more (bench/qr_camera.py); each new text (debounced: a QR held for several
+looks fires once) goes to the parent over a second, one-way pipe and to `on_qr` from a reader
+thread. Taps and verdicts never wait for it.
+
 Measured here (x86_64, 2 cores): ready in 0.9 s (models 0.7 s), RSS 184 MB idle and ~200 MB
 running; a tap answered from the pre-encoding takes ~16 ms, one that must encode ~77 ms.
 """
@@ -50,6 +57,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -89,9 +97,13 @@ class FaceWorker:
         restart_budget: int = 5,
         restart_window_s: float = 600.0,
         start_timeout_s: float = 60.0,
+        on_qr: Callable[[str], None] | None = None,
+        qr_gone_s: float = 2.0,
     ) -> None:
         """`opener` is "module:function" taking the source string and returning a camera with
-        .read() -> BGR ndarray | None and .release(); it is imported inside the worker."""
+        .read() -> BGR ndarray | None and .release(); it is imported inside the worker.
+        `on_qr(text)`, when given, is called (from a thread of this process) with every new QR
+        text the camera sees; a text fires again only after `qr_gone_s` out of view."""
         self.config = {
             "camera_source": camera_source,
             "threshold": threshold,
@@ -99,7 +111,10 @@ class FaceWorker:
             "observe_interval_s": observe_interval_s,
             "detect_width": detect_width,
             "opener": opener,
+            "qr_camera": on_qr is not None,
+            "qr_gone_s": qr_gone_s,
         }
+        self.on_qr = on_qr
         self.restart_backoff_s, self.restart_backoff_max_s = restart_backoff_s, restart_backoff_max_s
         self.restart_budget, self.restart_window_s = restart_budget, restart_window_s
         self.start_timeout_s = start_timeout_s
@@ -202,9 +217,14 @@ class FaceWorker:
                     return
                 self._reap()
             parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-            proc = self._ctx.Process(target=_child_main, args=(child_conn, self.config), name="hall-face-worker", daemon=True)
+            events_in, events_out = self._ctx.Pipe(duplex=False) if self.on_qr else (None, None)
+            proc = self._ctx.Process(target=_child_main, args=(child_conn, self.config, events_out),
+                                     name="hall-face-worker", daemon=True)
             proc.start()
             child_conn.close()  # so the child's exit shows here as EOF
+            if events_in is not None:
+                events_out.close()
+                threading.Thread(target=self._read_events, args=(events_in,), name="hall-face-qr", daemon=True).start()
             self._starts += 1
             failure = self._wait_ready(proc, parent_conn, timeout)
             if failure is None:
@@ -240,6 +260,21 @@ class FaceWorker:
             return f"not ready after {timeout} s"
         proc.join(1)
         return f"exited with code {proc.exitcode} while starting (see its stderr)"
+
+    def _read_events(self, conn: Any) -> None:
+        """Hand the worker's QR texts to on_qr until that worker's pipe closes (it died or stopped)."""
+        try:
+            while True:
+                kind, text = conn.recv()
+                if kind == "qr" and self.on_qr is not None:
+                    try:
+                        self.on_qr(text)
+                    except Exception:  # the receiver's bug must not stop the next QR
+                        log.exception("on_qr failed")
+        except (EOFError, OSError):
+            pass
+        finally:
+            conn.close()
 
     def _live_restarts(self) -> list[float]:
         now = time.monotonic()
@@ -379,7 +414,7 @@ def _rss_kb() -> int | None:
 
 
 class _Worker:
-    def __init__(self, config: dict) -> None:
+    def __init__(self, config: dict, events: Any = None) -> None:
         # the camera first: a wrong source fails in milliseconds, not after loading the models
         module, _, attr = config["opener"].partition(":")
         self.camera = getattr(importlib.import_module(module), attr)(config["camera_source"])
@@ -403,6 +438,13 @@ class _Worker:
         self.counters = dict(frames_read=0, frames_missing=0, looks=0, encodings=0, verifies=0,
                              cache_hits=0, fresh_encodings=0, errors=0)
         self.last_error = ""
+        self.events = events
+        self.qr = self.qr_debounce = None
+        if config.get("qr_camera") and events is not None:
+            from edge_agent.face.qr import QrDebounce, QrDecoder
+
+            self.qr, self.qr_debounce = QrDecoder(), QrDebounce(config.get("qr_gone_s", 2.0))
+            self.counters.update(qr_decodes=0, qr_seen=0)
 
     def close(self) -> None:
         try:
@@ -448,13 +490,23 @@ class _Worker:
         return encoded
 
     def tick(self) -> None:
+        tracking = self.latest is not None and self.latest.observation.ok
         look = self.look()
+        if look is not None and self.qr is not None and (not tracking or self.counters["looks"] % 2 == 0):
+            self.read_qr(look.frame)
         if look is None or not look.observation.ok:
             return
         c = self.cached
         if c is not None and c.track == look.track and time.time() - c.captured_at < self.fresh_window_s / 2:
             return
         self.encode(look)
+
+    def read_qr(self, frame: Any) -> None:
+        """Send every new QR text in the frame to the parent (first: the member waits for it)."""
+        self.counters["qr_decodes"] += 1
+        for text in self.qr_debounce.see(self.qr.decode(frame)):
+            self.counters["qr_seen"] += 1
+            self.events.send(("qr", text))
 
     def verify(self, templates: list[list[float]], not_before: float | None) -> dict:
         start = time.perf_counter()
@@ -499,14 +551,14 @@ class _Worker:
             return ("error", rid, str(e))
 
 
-def _child_main(conn: Any, config: dict) -> None:
+def _child_main(conn: Any, config: dict, events: Any = None) -> None:
     # The parent stops the worker explicitly; Ctrl-C in a terminal reaches the whole process
     # group, and the worker must not die before the parent has finished with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the finally: release the camera
     logging.basicConfig(level=logging.INFO, format="face-worker %(levelname)s %(message)s")
     try:
-        worker = _Worker(config)
+        worker = _Worker(config, events)
     except Exception as e:  # reported to start(), which raises it
         conn.send(("failed", f"{type(e).__name__}: {e}"))
         return
