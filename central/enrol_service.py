@@ -10,8 +10,6 @@ proxy with a public certificate in front of the dashboard).
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterable
 
 import uvicorn
@@ -19,8 +17,8 @@ import uvicorn
 from . import keys
 from .enrol_limits import SourceLimiter
 from .enrol_tokens import EnrolmentConfig
-from .errors import CentralError
 from .pki import CentralPki
+from .server_thread import ServerThread
 from .settings import CentralSettings
 
 BROKER_DIR = "broker"
@@ -52,24 +50,15 @@ class EnrolListener:
         self.host, self.port = host, port
         san = [h for h in (host, *names) if h not in WILDCARD_HOSTS]
         cert, key = pki.ensure_enrol_certificate(san)
-        self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                                                     ssl_certfile=str(cert), ssl_keyfile=str(key)))
-        self._thread = threading.Thread(target=self._server.run, name="central-enrol", daemon=True)
+        self._http = ServerThread(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                                                 ssl_certfile=str(cert), ssl_keyfile=str(key)), name="central-enrol")
 
     @property
     def url(self) -> str:
         return f"https://{self.host}:{self.port}"
 
     def start(self, timeout: float = 15.0) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise CentralError(f"the enrolment listener did not start on {self.host}:{self.port} (port in use?)")
-            time.sleep(0.02)
+        self._http.start("the enrolment listener", timeout)
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        self._http.stop()

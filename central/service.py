@@ -8,15 +8,13 @@ central run` command and the demo both use it.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 import uvicorn
 
 from . import keys, rejection_log
 from .api import create_app
 from .collector import Collector
-from .errors import CentralError
+from .server_thread import ServerThread
 from .settings import CentralSettings
 from .store import Store, open_store
 
@@ -28,8 +26,7 @@ class CentralService:
         self.settings = settings
         self.store: Store | None = None
         self.collector: Collector | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http: ServerThread | None = None
         self.media = None
         self.enrol_listener = None
 
@@ -63,15 +60,8 @@ class CentralService:
 
             app.state.media_secret = media_secret(self.settings.data_dir)
             app.include_router(media_router)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="central-http", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise CentralError(f"the API did not start on {self.settings.http_host}:{self.settings.http_port} (port in use?)")
-            time.sleep(0.02)
+        self._http = ServerThread(config, name="central-http")
+        self._http.start("the API", timeout)
         if self.settings.enrol_port:
             from .enrol_service import EnrolListener
 
@@ -110,15 +100,13 @@ class CentralService:
         if self.media is not None:
             self.media.stop()
             self.media = None
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if self._http is not None:
+            self._http.stop()
         if self.collector is not None:
             self.collector.stop()
         if self.store is not None:
             self.store.close()
-        self._server = self._thread = self.collector = self.store = None
+        self._http = self.collector = self.store = None
 
     def __enter__(self) -> CentralService:
         self.start()
