@@ -24,6 +24,7 @@ from ...enrol_tokens import EnrolmentConfig, EnrolRefused, broker_address, redee
 from ...ingest import reject
 from ...store import Store
 from ..deps import Public
+from ..throttle import source_of
 
 log = logging.getLogger("central.api.enrol")
 
@@ -118,7 +119,7 @@ async def enrol(request: Request) -> dict[str, Any]:
     if config is None:
         raise HTTPException(503, detail="enrolment is not configured on this central (no broker address or CA)")
     store: Store = request.app.state.store
-    source = request.client.host if request.client else "unknown"
+    source = source_of(request.client.host if request.client else None)  # an IPv6 host counts by its /64, as logins do
     decision = config.limiter.take(source)
     if not decision.allowed:
         if decision.first_refusal:
