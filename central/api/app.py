@@ -29,7 +29,7 @@ BODY_LIMITS: tuple[tuple[str, int], ...] = (
     ("/login", 4 * 1024),  # a username and a password (at most 1024 characters) as a form
     ("/logout", 1024),
     ("/media/", 4 * 1024),  # nginx-rtmp's form-encoded callback fields
-    ("/enrol", 64 * 1024),  # a CSR and a few keys as JSON (central/api/routes/enrol.py: MAX_BODY)
+    ("/enrol", 64 * 1024),  # a CSR and a few keys as JSON
 )
 DEFAULT_BODY_LIMIT = 16 * 1024  # the JSON staff API: a user, a device, a token name
 
