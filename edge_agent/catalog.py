@@ -36,6 +36,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Face recognition is stopped — please tell the secretary",
     },
     "system_error": {"vi": "Lỗi hệ thống — mời đồng chí báo thư ký", "en": "System error — please tell the secretary"},
+    "not_live": {
+        "vi": "Không xác nhận được người thật — mời đồng chí nhìn thẳng vào camera và chớp mắt, rồi chạm lại",
+        "en": "Could not confirm a live person — look straight at the camera and blink, then tap again",
+    },
     "no_template": {"vi": "Chưa có ảnh mẫu khuôn mặt — mời gặp thư ký chi bộ", "en": "No enrolled face — please see the cell secretary"},
     "unknown_card": {
         "vi": "Thẻ không có trong danh sách — mời gặp thư ký",

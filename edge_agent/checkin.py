@@ -40,6 +40,7 @@ class Outcome(str, Enum):
     FACE_DOWN = "face_down"
     SYSTEM_ERROR = "system_error"
     NO_TEMPLATE = "no_template"
+    NOT_LIVE = "not_live"
     UNKNOWN_CARD = "unknown_card"
     OTHER_CELL = "other_cell"
     NO_MEETING = "no_meeting"
@@ -56,6 +57,7 @@ FACE_OUTCOMES = {
     "too_far": Outcome.TOO_FAR,
     "no_camera": Outcome.NO_CAMERA,
     "no_template": Outcome.NO_TEMPLATE,
+    "not_live": Outcome.NOT_LIVE,
 }
 
 
@@ -187,7 +189,8 @@ class CheckinService:
         if status != "match":
             return Result(FACE_OUTCOMES.get(status, Outcome.FACE_ERROR), **base, distance=distance)
         proof = Proof(
-            card_kind=kind, face_distance=distance, face_threshold=round(float(verdict.threshold), 4)
+            card_kind=kind, face_distance=distance, face_threshold=round(float(verdict.threshold), 4),
+            liveness=getattr(verdict, "liveness", None),
         )
         try:
             record = await asyncio.to_thread(

@@ -35,6 +35,7 @@ class FaceStatus(str, Enum):
     TOO_FAR = "too_far"
     NO_CAMERA = "no_camera"
     NO_TEMPLATE = "no_template"
+    NOT_LIVE = "not_live"  # a face, but no evidence of a live person (a photo or a screen): edge_agent.face.liveness
 
 
 class FaceError(HallError, ValueError):
@@ -74,6 +75,7 @@ class FaceVerdict:
     faces: int
     elapsed_s: float  # time spent producing this verdict
     encoding_age_s: float | None  # age of the encoding used; 0 if computed for this request
+    liveness: str | None = None  # the liveness measure behind the verdict (goes into Proof.liveness); None when not checked
 
     @property
     def matched(self) -> bool:
@@ -87,6 +89,7 @@ class FaceVerdict:
             "faces": self.faces,
             "elapsed_s": self.elapsed_s,
             "encoding_age_s": self.encoding_age_s,
+            "liveness": self.liveness,
         }
 
     @classmethod
@@ -98,4 +101,5 @@ class FaceVerdict:
             faces=d["faces"],
             elapsed_s=d["elapsed_s"],
             encoding_age_s=d["encoding_age_s"],
+            liveness=d.get("liveness"),
         )
