@@ -43,6 +43,11 @@ look costs ~0.4 ms more (bench/qr_camera.py); each new text (debounced: a QR hel
 looks fires once) goes to the parent over a second, one-way pipe and to `on_qr` from a reader
 thread. Taps and verdicts never wait for it.
 
+Presence (`on_presence` given): the idle screen asks the member to look at the camera while no
+face is seen. The worker sends ("presence", bool) over the same one-way pipe when a usable face
+(one face, near enough) appears (at once) or is gone (after PRESENCE_GONE_LOOKS looks), only on
+change; the parent calls `on_presence` from its reader thread.
+
 Measured here (x86_64, 2 cores): ready in 0.9 s (models 0.7 s), RSS 184 MB idle and ~200 MB
 running; a tap answered from the pre-encoding takes ~16 ms, one that must encode ~77 ms.
 """
@@ -69,6 +74,10 @@ DEFAULT_OPENER = "hardware.camera:open_camera"
 TRACK_IOU = 0.3
 READ_RETRIES = 3  # a live camera may miss a frame; an empty stage answers None at once
 WATCH_INTERVAL_S = 0.2  # how often the supervisor looks at the process (a verify notices a death at once)
+# Presence: a face counts as there from the first look that shows it (the idle screen's "look at
+# the camera" must go at once), and as gone after this many looks without one (0.6 s at 0.2 s a
+# look): a detection missed on one frame, a blink of HOG, must not make the prompt flicker.
+PRESENCE_GONE_LOOKS = 3
 
 
 class WorkerRestarting(WorkerError):
@@ -99,11 +108,16 @@ class FaceWorker:
         start_timeout_s: float = 60.0,
         on_qr: Callable[[str], None] | None = None,
         qr_gone_s: float = 2.0,
+        on_presence: Callable[[bool], None] | None = None,
+        presence_gone_looks: int = PRESENCE_GONE_LOOKS,
     ) -> None:
         """`opener` is "module:function" taking the source string and returning a camera with
         .read() -> BGR ndarray | None and .release(); it is imported inside the worker.
         `on_qr(text)`, when given, is called (from a thread of this process) with every new QR
-        text the camera sees; a text fires again only after `qr_gone_s` out of view."""
+        text the camera sees; a text fires again only after `qr_gone_s` out of view.
+        `on_presence(seen)`, when given, is called (from a thread of this process) when a usable
+        face comes into view (True) or leaves it (False, after `presence_gone_looks` looks without
+        one), only on change; the first call says what the camera sees after (re)start."""
         self.config = {
             "camera_source": camera_source,
             "threshold": threshold,
@@ -113,8 +127,12 @@ class FaceWorker:
             "opener": opener,
             "qr_camera": on_qr is not None,
             "qr_gone_s": qr_gone_s,
+            "presence": on_presence is not None,
+            "presence_gone_looks": presence_gone_looks,
         }
         self.on_qr = on_qr
+        self.on_presence = on_presence
+        self._presence: bool | None = None  # last value handed to on_presence
         self.restart_backoff_s, self.restart_backoff_max_s = restart_backoff_s, restart_backoff_max_s
         self.restart_budget, self.restart_window_s = restart_budget, restart_window_s
         self.start_timeout_s = start_timeout_s
@@ -217,14 +235,15 @@ class FaceWorker:
                     return
                 self._reap()
             parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-            events_in, events_out = self._ctx.Pipe(duplex=False) if self.on_qr else (None, None)
+            wants_events = self.on_qr is not None or self.on_presence is not None
+            events_in, events_out = self._ctx.Pipe(duplex=False) if wants_events else (None, None)
             proc = self._ctx.Process(target=_child_main, args=(child_conn, self.config, events_out),
                                      name="hall-face-worker", daemon=True)
             proc.start()
             child_conn.close()  # so the child's exit shows here as EOF
             if events_in is not None:
                 events_out.close()
-                threading.Thread(target=self._read_events, args=(events_in,), name="hall-face-qr", daemon=True).start()
+                threading.Thread(target=self._read_events, args=(events_in,), name="hall-face-events", daemon=True).start()
             self._starts += 1
             failure = self._wait_ready(proc, parent_conn, timeout)
             if failure is None:
@@ -262,15 +281,20 @@ class FaceWorker:
         return f"exited with code {proc.exitcode} while starting (see its stderr)"
 
     def _read_events(self, conn: Any) -> None:
-        """Hand the worker's QR texts to on_qr until that worker's pipe closes (it died or stopped)."""
+        """Hand the worker's QR texts and presence changes to on_qr / on_presence until that
+        worker's pipe closes (it died or stopped)."""
         try:
             while True:
-                kind, text = conn.recv()
-                if kind == "qr" and self.on_qr is not None:
-                    try:
-                        self.on_qr(text)
-                    except Exception:  # the receiver's bug must not stop the next QR
-                        log.exception("on_qr failed")
+                kind, value = conn.recv()
+                try:
+                    if kind == "qr" and self.on_qr is not None:
+                        self.on_qr(value)
+                    elif kind == "presence" and self.on_presence is not None and value is not self._presence:
+                        # a restarted worker says what it sees again; the receiver hears changes only
+                        self._presence = value
+                        self.on_presence(value)
+                except Exception:  # the receiver's bug must not stop the next event
+                    log.exception("on_%s failed", kind)
         except (EOFError, OSError):
             pass
         finally:
@@ -402,6 +426,24 @@ class _Look:
     frame: Any = None
 
 
+class _Presence:
+    """Debounces "a usable face is in view": True at once, False after `gone_looks` looks without."""
+
+    def __init__(self, gone_looks: int) -> None:
+        self.gone_looks = max(1, gone_looks)
+        self.state: bool | None = None
+        self.misses = 0
+
+    def see(self, seen: bool) -> bool | None:
+        """The new state when it changes (the first look always decides one), else None."""
+        self.misses = 0 if seen else self.misses + 1
+        new = True if seen else (False if self.state is None or self.misses >= self.gone_looks else self.state)
+        if new is self.state:
+            return None
+        self.state = new
+        return new
+
+
 def _rss_kb() -> int | None:
     try:
         with open("/proc/self/status") as f:
@@ -439,6 +481,8 @@ class _Worker:
                              cache_hits=0, fresh_encodings=0, errors=0)
         self.last_error = ""
         self.events = events
+        self.presence = _Presence(config.get("presence_gone_looks", PRESENCE_GONE_LOOKS)) \
+            if config.get("presence") and events is not None else None
         self.qr = self.qr_debounce = None
         if config.get("qr_camera") and events is not None:
             from edge_agent.face.qr import QrDebounce, QrDecoder
@@ -470,6 +514,7 @@ class _Worker:
         captured_at = time.time()
         if frame is None:
             self.latest = None
+            self.tell_presence(False)
             return None
         obs = self.pipeline.locate(frame)
         self.counters["looks"] += 1
@@ -480,7 +525,12 @@ class _Worker:
         if obs.ok and not same:
             self.tracks += 1
         self.latest = _Look(obs, captured_at, self.tracks if obs.ok else -1, frame)
+        self.tell_presence(obs.ok)
         return self.latest
+
+    def tell_presence(self, seen: bool) -> None:
+        if self.presence is not None and (change := self.presence.see(seen)) is not None:
+            self.events.send(("presence", change))
 
     def encode(self, look: _Look) -> _Look:
         encoded = _Look(self.pipeline.encode(look.frame, look.observation), look.captured_at, look.track)

@@ -161,3 +161,37 @@ def test_a_camera_that_cannot_open_fails_start_with_the_reason(tmp_path):
     with pytest.raises(WorkerError, match="cannot open"):
         w.start(timeout=60)
     assert not w.alive
+
+
+def test_presence_tells_the_parent_when_a_face_appears_and_leaves(tmp_path, faces_dir):
+    # The idle screen asks "Mời đồng chí nhìn vào camera" while the camera sees nobody.
+    stage = tmp_path / "stage.jpg"
+    scene = np.full((480, 640, 3), (205, 215, 220), np.uint8)  # an empty hall: no face
+    cv2.imwrite(str(tmp_path / "empty.jpg"), scene)
+    show_face(stage, tmp_path / "empty.jpg")
+    seen: list[bool] = []
+    changed = threading.Condition()
+
+    def on_presence(value: bool) -> None:
+        with changed:
+            seen.append(value)
+            changed.notify_all()
+
+    def wait_for(expected: list[bool]) -> None:
+        with changed:
+            assert changed.wait_for(lambda: seen == expected, timeout=30), seen
+
+    w = FaceWorker(camera_source=f"still:{stage}", observe_interval_s=0.1, on_presence=on_presence)
+    w.start(timeout=60)
+    try:
+        wait_for([False])
+        show_face(stage, faces_dir / "obama" / "obama2.jpg")
+        wait_for([False, True])
+        show_face(stage, tmp_path / "empty.jpg")
+        wait_for([False, True, False])
+        looks = w.stats()["looks"]
+        while w.stats()["looks"] < looks + 5:  # several more looks at the empty hall: no repeat
+            time.sleep(0.05)
+        assert seen == [False, True, False]
+    finally:
+        w.stop()
