@@ -2,9 +2,11 @@
 
 A bundle holds the meetings of the device's hall that have not ended yet, every
 member of the cells those meetings are for (names, CCCD numbers, card UIDs), and
-those members' templates; members and templates are sealed to the device's own
-key, so the retained copy on the broker shows no personal data to anyone else. ``version`` is the registry's change counter: it only grows, so a
-kiosk can refuse a bundle older than the one it has.
+those members' templates, and the PIN hashes (argon2id) of the meetings' secretaries
+and chairs; members, templates and PINs are sealed to the device's own key, so the
+retained copy on the broker shows no personal data to anyone else. ``version`` is the
+registry's change counter: it only grows, so a kiosk can refuse a bundle older than the
+one it has.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from datetime import UTC, datetime
 from nacl.secret import SecretBox
 from nacl.signing import SigningKey
 
-from contract import Bundle, Meeting, Member, Topics, encode_signed, seal_members, seal_templates, verify_key_from_text
+from contract import Bundle, Meeting, Member, Topics, encode_signed, seal_members, seal_pins, seal_templates, verify_key_from_text
 from contract.topics import QOS, RETAIN, Kind
 
-from . import registry
+from . import officers, registry
 from .errors import NotFound, RegistryError
 from .store import Store
 
@@ -43,7 +45,8 @@ def build_bundle(store: Store, device_id: str, *, key: SigningKey, box: SecretBo
     with store.lock:  # one consistent view of version, meetings and members
         version = store.bundle_version()
         meetings = store.rows(
-            "SELECT id, cell, hall, title, starts_at, ends_at FROM meetings WHERE hall = ? AND ends_at > ? ORDER BY starts_at, id",
+            "SELECT id, cell, hall, title, starts_at, ends_at, secretary, chair FROM meetings "
+            "WHERE hall = ? AND ends_at > ? ORDER BY starts_at, id",
             [device["hall"], now],
         )
         cells = sorted({m["cell"] for m in meetings})
@@ -54,6 +57,7 @@ def build_bundle(store: Store, device_id: str, *, key: SigningKey, box: SecretBo
         ids = [m["id"] for m in members]
         cards = registry.member_cards(store, ids)
         templates = registry.member_templates(store, box, ids)
+        pins = officers.pin_hashes(store, [m[role] for m in meetings for role in ("secretary", "chair")])
     device_key = verify_key_from_text(device["public_key"])
     bundle = Bundle(
         device=device_id,
@@ -64,6 +68,8 @@ def build_bundle(store: Store, device_id: str, *, key: SigningKey, box: SecretBo
             device_key, [Member(id=m["id"], name=m["name"], cell=m["cell"], cards=cards[m["id"]], cccd=m["cccd"]) for m in members]),
         meetings=[Meeting(**m) for m in meetings],
         templates_sealed=seal_templates(device_key, templates),
+        # Left out while no officer has a PIN: such a bundle still reads on a kiosk that predates PINs.
+        pins_sealed=seal_pins(device_key, pins) if pins else None,
     )
     return encode_signed(key, bundle)
 

@@ -174,6 +174,18 @@ def m005_record_validity(db: Database) -> None:
     """)
 
 
+@migrations()
+def m006_officers_and_pins(db: Database) -> None:
+    """A meeting's secretary and chair (central/officers.py), and officers' PIN hashes (argon2id), which the
+    kiosk checks when a secretary confirms a member whose face check failed."""
+    _run(db, """
+    ALTER TABLE meetings ADD COLUMN secretary TEXT REFERENCES members(id);
+    ALTER TABLE meetings ADD COLUMN chair TEXT REFERENCES members(id);
+    CREATE TABLE member_pins (
+        member_id TEXT PRIMARY KEY REFERENCES members(id) ON DELETE CASCADE, pin_hash TEXT NOT NULL, set_at TEXT NOT NULL)
+    """)
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

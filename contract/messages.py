@@ -19,9 +19,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    model_serializer,
 )
 
 from .canonical import canonical_bytes
@@ -104,6 +106,13 @@ class Member(_Msg):
     cccd: str | None = Field(None, description="12-digit CCCD number")
 
 
+def _drop_none(data: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    for key in keys:
+        if data.get(key) is None:
+            data.pop(key, None)
+    return data
+
+
 class Meeting(_Msg):
     id: str
     cell: str
@@ -111,6 +120,15 @@ class Meeting(_Msg):
     title: str
     starts_at: str
     ends_at: str
+    # The officers who may confirm a member whose face check failed (member ids of the meeting's cell).
+    secretary: str | None = None
+    chair: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_officers(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A meeting without officers dumps exactly as before they existed, so a kiosk that predates
+        # them (extra="forbid") still accepts a bundle until officers are named.
+        return _drop_none(handler(self), ("secretary", "chair"))
 
 
 class Bundle(_Msg):
@@ -124,6 +142,11 @@ class Bundle(_Msg):
     members_sealed: str = Field(description="sealed box to the device: JSON [Member, ...] (names, CCCD numbers, card UIDs)")
     meetings: list[Meeting]
     templates_sealed: str = Field(description="sealed box to the device: JSON {member id: [[128 floats], ...]}")
+    pins_sealed: str | None = Field(None, description="sealed box to the device: JSON {officer member id: argon2 PIN hash}")
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_pins(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_none(handler(self), ("pins_sealed",))
 
 
 def encode_signed(key: SigningKey, msg: _Msg) -> bytes:
@@ -177,6 +200,27 @@ def open_templates(device_key: SigningKey, sealed: str) -> dict[str, list[list[f
 
 
 _MEMBERS = TypeAdapter(list[Member])
+MAX_PIN_HASH = 200  # an argon2id PHC string is about 100 characters
+_PINS = TypeAdapter(dict[ShortText, Annotated[str, StringConstraints(max_length=MAX_PIN_HASH)]])
+
+
+def seal_pins(device_signing_public: VerifyKey, pins: dict[str, str]) -> str:
+    """Officers' PIN hashes sealed to one device: a hash of a 4-8 digit PIN falls to a brute force, so only
+    the kiosk that checks it may read it."""
+    box = SealedBox(device_signing_public.to_curve25519_public_key())
+    return b64e(box.encrypt(_PINS.dump_json(pins)))
+
+
+def open_pins(device_key: SigningKey, sealed: str) -> dict[str, str]:
+    private: PrivateKey = device_key.to_curve25519_private_key()
+    try:
+        plain = SealedBox(private).decrypt(b64d(sealed))
+    except Exception as exc:  # nacl raises CryptoError subclasses
+        raise ContractError("the officers' PINs are not sealed to this device") from exc
+    try:
+        return _PINS.validate_json(plain)
+    except ValidationError as exc:
+        raise ContractError(f"sealed PINs do not match the contract: {exc.errors()[0]['msg']}") from exc
 
 
 def seal_members(device_signing_public: VerifyKey, members: list[Member]) -> str:

@@ -12,7 +12,7 @@ import json
 from typing import Any, Literal
 
 from nacl.signing import SigningKey, VerifyKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
 from .canonical import GENESIS_HASH, canonical_bytes, sha256_hex
 from .errors import ContractError
@@ -23,6 +23,11 @@ MAX_RECORD_BYTES = 4096  # a record is a few hundred bytes; anything huge is ref
 MAX_MONOTONIC_S = 1e9  # seconds since boot: about 31 years
 
 CardKind = Literal["member_card", "cccd_qr", "cccd_camera"]
+# The face check a secretary's override stood in for (checkin.Outcome values).
+OverrideReason = Literal["face_mismatch", "no_template", "not_live", "no_face"]
+# Fields added after records were first signed: left out of the dump while unset, so a record from a
+# kiosk that predates them has the same canonical bytes (and signature) as before.
+_OMITTED_WHEN_NONE = ("override_reason",)
 
 
 class _Strict(BaseModel):
@@ -37,6 +42,15 @@ class Proof(_Strict):
     face_threshold: float | None = Field(None, ge=0, description="threshold in force when the decision was made")
     liveness: str | None = Field(None, description="liveness check result; None when not performed")
     override: str | None = Field(None, description="who overrode a failed face check (secretary id), if anyone")
+    override_reason: OverrideReason | None = Field(None, description="which face check failed before the override")
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_newer_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for key in _OMITTED_WHEN_NONE:
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class DeviceTime(_Strict):
@@ -123,6 +137,7 @@ def _first_error(exc: ValidationError) -> str:
 __all__ = [
     "GENESIS_HASH",
     "CardKind",
+    "OverrideReason",
     "DeviceTime",
     "Proof",
     "RecordBody",

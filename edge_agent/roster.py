@@ -17,7 +17,7 @@ from pathlib import Path
 from nacl.secret import SecretBox
 from nacl.signing import SigningKey, VerifyKey
 
-from contract import Bundle, Meeting, Member, decode_signed, open_members, open_templates
+from contract import Bundle, Meeting, Member, decode_signed, open_members, open_pins, open_templates
 from contract.errors import ContractError
 
 from .clock import parse_iso
@@ -44,6 +44,7 @@ class Roster:
         self.bundle: Bundle | None = None
         self.members: list[Member] = []
         self._templates: dict[str, list[list[float]]] = {}
+        self._pins: dict[str, str] = {}  # officer member id -> argon2id hash of their PIN
         self._by_card: dict[str, Member] = {}
         self._by_cccd: dict[str, Member] = {}
         if self._path.exists():
@@ -65,6 +66,7 @@ class Roster:
             bundle: Bundle = decode_signed(self._central_key, payload, Bundle)
             members = open_members(self._device_key, bundle.members_sealed)
             templates = open_templates(self._device_key, bundle.templates_sealed)
+            pins = open_pins(self._device_key, bundle.pins_sealed) if bundle.pins_sealed else {}
         except ContractError as exc:
             raise BundleRejected(f"bundle refused: {exc}") from exc
         with self._lock:
@@ -74,7 +76,7 @@ class Roster:
                 return self.bundle
             if persist:
                 write_file_atomically(self._path, self._box.encrypt(payload))
-            self.bundle, self.members, self._templates = bundle, members, templates
+            self.bundle, self.members, self._templates, self._pins = bundle, members, templates, pins
             self._by_card = {uid.upper(): m for m in members for uid in m.cards}
             self._by_cccd = {m.cccd: m for m in members if m.cccd}
         log.info("roster version %d installed: %d members, %d meetings", bundle.version, len(members), len(bundle.meetings))
@@ -82,6 +84,12 @@ class Roster:
 
     def templates(self, member_id: str) -> list[list[float]]:
         return self._templates.get(member_id, [])
+
+    def pin_hash(self, member_id: str) -> str | None:
+        return self._pins.get(member_id)
+
+    def meeting(self, meeting_id: str) -> Meeting | None:
+        return next((m for m in self.bundle.meetings if m.id == meeting_id), None) if self.bundle else None
 
     def by_card(self, uid: str) -> Member | None:
         return self._by_card.get(uid.upper())

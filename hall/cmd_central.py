@@ -1,6 +1,6 @@
 """`hall central ...`: run central, enrol members, manage meetings, devices and staff accounts.
 
-Changes a staff member would ask about later (devices, enrolment, accounts) are
+Changes a staff member would ask about later (devices, enrolment, accounts, officers, PINs) are
 recorded in central's audit log with the actor ``cli:<os user>``.
 
 Every command reads its settings from `HALL_CENTRAL_*`, the data directory first of all
@@ -202,18 +202,88 @@ def meeting() -> None:
 @click.option("--title", required=True, help="Title shown on the kiosk and the dashboard.")
 @click.option("--starts", required=True, help="Start, ISO 8601 with zone, e.g. 2025-03-01T08:00+07:00.")
 @click.option("--ends", required=True, help="End, ISO 8601 with zone.")
+@click.option("--secretary", default=None, help="Member id of the meeting's secretary (of its cell): may confirm a member whose face check fails.")
+@click.option("--chair", default=None, help="Member id of the meeting's chair (of its cell): may confirm as the secretary does.")
 @_errors
-def meeting_add(meeting_id: str, cell: str, hall: str, title: str, starts: str, ends: str) -> None:
+def meeting_add(meeting_id: str, cell: str, hall: str, title: str, starts: str, ends: str,
+                secretary: str | None, chair: str | None) -> None:
     """Add or update a meeting of an existing cell in an existing hall (times are stored in UTC)."""
-    from central import registry
+    from central import officers, registry
 
-    with _store() as store:
+    with _store() as store, store.transaction():
         registry.check_meeting_place(store, cell=cell, hall=hall)
         registry.add_meeting(store, meeting_id, cell=cell, hall=hall, title=title, starts=starts, ends=ends)
+        if secretary or chair:
+            chosen = officers.set_officers(store, meeting_id, secretary=secretary, chair=chair)
+            _audit(store, "meeting.officers", {"meeting": meeting_id, **chosen})
         m = registry.get_meeting(store, meeting_id)
     # Echoed in the zone each time was given in, so the user recognises what they typed.
     shown = [_local_text(m[key], _zone_of(given)) for key, given in (("starts_at", starts), ("ends_at", ends))]
     click.echo(f"meeting {meeting_id}: {shown[0]} – {shown[1]} in {hall}")
+    _echo_officers(m)
+
+
+def _echo_officers(m: dict[str, Any]) -> None:
+    if m.get("secretary") or m.get("chair"):
+        click.echo(f"  secretary {m.get('secretary') or '-'}, chair {m.get('chair') or '-'}")
+
+
+@meeting.command("officers")
+@click.argument("meeting_id")
+@click.option("--secretary", default=None, help="Member id of the secretary (of the meeting's cell).")
+@click.option("--chair", default=None, help="Member id of the chair (of the meeting's cell).")
+@_errors
+def meeting_officers(meeting_id: str, secretary: str | None, chair: str | None) -> None:
+    """Name the secretary and/or chair of MEETING_ID (an officer not given is kept); without options, show them.
+
+    Either may confirm at the kiosk a member whose face check failed, with their own card and PIN
+    (`hall central member set-pin`).
+    """
+    from central import officers, registry
+
+    with _store() as store, store.transaction():
+        if secretary or chair:
+            chosen = officers.set_officers(store, meeting_id, secretary=secretary, chair=chair)
+            _audit(store, "meeting.officers", {"meeting": meeting_id, **chosen})
+        m = registry.get_meeting(store, meeting_id)
+        if m is None:
+            raise click.ClickException(f"no meeting {meeting_id}")
+        missing = [who for who in (m["secretary"], m["chair"]) if who and not officers.has_pin(store, who)]
+    click.echo(f"meeting {meeting_id}: secretary {m['secretary'] or '-'}, chair {m['chair'] or '-'}")
+    for who in missing:
+        click.echo(f"  {who} has no PIN yet: hall central member set-pin {who}", err=True)
+
+
+@central.group()
+def member() -> None:
+    """Members' own settings (enrol them with `hall central enroll`)."""
+
+
+@member.command("set-pin")
+@click.argument("member_id")
+@click.option("--pin-stdin", is_flag=True, help="Read the PIN from the first line of stdin (scripts) instead of a prompt.")
+@_errors
+def member_set_pin(member_id: str, pin_stdin: bool) -> None:
+    """Set the PIN (4-8 digits) MEMBER_ID types at the kiosk when confirming a member as secretary or chair.
+
+    The PIN is read from a prompt that does not echo it, or from stdin: never from the command line,
+    which other users see in `ps`. Central keeps only its argon2id hash.
+    """
+    import getpass
+
+    from central import officers
+
+    if pin_stdin:
+        pin = sys.stdin.readline(64).rstrip("\r\n")
+    else:
+        pin = getpass.getpass(f"PIN for {member_id} (4-8 digits): ")
+        if getpass.getpass("Again: ") != pin:
+            raise click.ClickException("the two PINs differ; nothing changed")
+    officers.check_pin(pin)
+    with _store() as store, store.transaction():
+        officers.set_pin(store, member_id, pin)
+        _audit(store, "member.pin", {"member": member_id})
+    click.echo(f"PIN of {member_id} set; kiosks receive it with their next bundle")
 
 
 @meeting.command("list")
