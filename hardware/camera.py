@@ -8,7 +8,9 @@
 
 The simulator puts a face in front of a StillCamera from another process with
 ``show_face(stage, photo)``; the file is replaced atomically, so a reader never
-sees half an image.
+sees half an image. The stage may also hold a video (``show_face(stage, clip.mp4)``):
+the StillCamera then plays it, looped at its own pace, until the stage is replaced;
+a live person (edge_agent.face.liveness) cannot be a still.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .errors import CameraError
 
 log = logging.getLogger("hardware.camera")
 
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
@@ -190,23 +193,42 @@ class StillCamera:
             raise CameraError(f"camera: no directory for the stage {self.path}")
         self._key: tuple | None = None
         self._frame: np.ndarray | None = None
+        self._video: OpenCvCamera | None = None
 
     def read(self) -> np.ndarray | None:
         try:
             st = self.path.stat()
         except FileNotFoundError:
             self._key, self._frame = None, None
+            self._stop_video()
             return None
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         if key != self._key:
             self._key = key
+            self._stop_video()
             self._frame = _imread(self.path) if st.st_size else None
             if st.st_size and self._frame is None:
-                log.warning("camera still:%s: cannot decode the stage image", self.path)
+                self._video = self._open_video()
+        if self._video is not None:
+            return self._video.read()
         return None if self._frame is None else self._frame.copy()
+
+    def _open_video(self) -> OpenCvCamera | None:
+        """Not an image: a video on the stage? (The open file plays on when the stage is replaced.)"""
+        try:
+            return OpenCvCamera(str(self.path), loop=True)
+        except CameraError:
+            log.warning("camera still:%s: cannot decode the stage as an image or a video", self.path)
+            return None
+
+    def _stop_video(self) -> None:
+        if self._video is not None:
+            self._video.release()
+            self._video = None
 
     def release(self) -> None:
         self._frame = None
+        self._stop_video()
 
 
 def _same_format(a: Path, b: Path) -> bool:
@@ -217,12 +239,21 @@ def _same_format(a: Path, b: Path) -> bool:
 def show_face(stage_path: str | Path, photo: str | Path | None) -> None:
     """Atomically put ``photo`` on the stage (or clear it for None/""), for a
     StillCamera in any process. The photo is copied byte for byte when it already
-    has the stage's format, re-encoded otherwise."""
+    has the stage's format, re-encoded otherwise; a video (VIDEO_SUFFIXES) is
+    copied byte for byte and played by the StillCamera."""
     stage = Path(stage_path)
     if not stage.parent.is_dir():
         raise CameraError(f"camera: no directory for the stage {stage}")
     data = b""
-    if photo:
+    if photo and Path(photo).suffix.lower() in VIDEO_SUFFIXES:
+        src = Path(photo)
+        cap = cv2.VideoCapture(str(src))
+        ok = cap.isOpened() and cap.read()[0]
+        cap.release()
+        if not ok:
+            raise CameraError(f"camera: cannot read video {src}")
+        data = src.read_bytes()
+    elif photo:
         src = Path(photo)
         frame = _imread(src)
         if frame is None:

@@ -142,3 +142,31 @@ def test_frames_returned_are_safe_to_modify(faces_dir):
     first = cam.read()
     first[:] = 0
     assert cam.read().any()
+
+
+def test_a_video_on_the_stage_plays_looped_and_a_photo_replaces_it(tmp_path, faces_dir):
+    # The demo's live person is a video: a still can never show liveness.
+    from edge_agent.face.sample_media import live_clip_segment
+
+    clip = live_clip_segment(faces_dir, tmp_path)
+    stage = tmp_path / "stage.jpg"
+    show_face(stage, clip)
+    cam = StillCamera(stage)
+    try:
+        first = cam.read()
+        assert first is not None and first.shape == (360, 640, 3)
+        deadline = time.monotonic() + 10
+        while np.array_equal(cam.read(), first) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not np.array_equal(cam.read(), first), "the video on the stage does not move"
+        show_face(stage, faces_dir / "obama" / "obama.jpg")
+        assert cam.read().shape == cv2.imread(str(faces_dir / "obama" / "obama.jpg")).shape
+    finally:
+        cam.release()
+
+
+def test_show_face_refuses_a_video_it_cannot_read(tmp_path):
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(CameraError, match="cannot read video"):
+        show_face(tmp_path / "stage.jpg", bad)
