@@ -11,6 +11,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "vi": "Mời chạm thẻ đảng viên hoặc quét mã QR trên CCCD",
         "en": "Tap your member card or scan the QR code on your ID card",
     },
+    # The idle prompt while the camera sees no usable face (the face worker's presence callback).
+    "idle_look": {"vi": "Mời đồng chí nhìn vào camera", "en": "Please look at the camera"},
     "verifying": {
         "vi": "Đang xác minh khuôn mặt… Mời nhìn thẳng vào camera",
         "en": "Verifying your face… Please look at the camera",
@@ -60,6 +62,26 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "QR code not readable — scan the QR on your ID card again or tap your member card",
     },
     "no_roster": {"vi": "Chưa nhận được danh sách từ trung tâm — mời báo thư ký", "en": "No roster received from central yet — please tell the secretary"},
+    # The secretary's override (edge_agent/override.py). {member}: whom it is for; {officer}: the officer's name.
+    "override_officer": {
+        "vi": "Mời thư ký hoặc bí thư chi bộ chạm thẻ của mình để xác nhận",
+        "en": "Secretary or chair: tap your own card to confirm",
+    },
+    "override_not_officer": {
+        "vi": "Thẻ này không phải của thư ký hay bí thư cuộc họp — mời thư ký hoặc bí thư chạm thẻ",
+        "en": "This card is not the secretary's or the chair's — secretary or chair, please tap your card",
+    },
+    "override_pin": {"vi": "Đồng chí {officer}: mời nhập mã PIN", "en": "{officer}: enter your PIN"},
+    "override_wrong_pin": {"vi": "PIN sai, còn {left} lần — mời nhập lại", "en": "Wrong PIN, {left} tries left — enter it again"},
+    "override_locked": {
+        "vi": "Nhập sai PIN quá {attempts} lần — chức năng thư ký xác nhận bị khóa đến {until}. Mời liên hệ cán bộ kỹ thuật",
+        "en": "Wrong PIN {attempts} times — secretary confirmation is locked until {until}. Please contact the technician",
+    },
+    "override_no_pin": {
+        "vi": "Đồng chí {officer} chưa có mã PIN — mời liên hệ cán bộ kỹ thuật",
+        "en": "{officer} has no PIN yet — please contact the technician",
+    },
+    "override_accepted": {"vi": "Đã điểm danh (thư ký xác nhận)", "en": "Checked in (confirmed by the secretary)"},
     "disk_full": {"vi": "Bộ nhớ đầy — không ghi được điểm danh. Báo kỹ thuật viên", "en": "Storage full — check-in not recorded. Call the technician"},
 }
 

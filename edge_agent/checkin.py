@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -22,6 +23,7 @@ from .errors import AlreadyCheckedIn, DiskFullError
 from .face.verdicts import FaceError, WorkerError
 from .face.worker import WorkerDown, WorkerRestarting
 from .outbox import Outbox
+from .override import Failed, OverrideDesk
 from .roster import Roster
 
 log = logging.getLogger("edge_agent.checkin")
@@ -47,6 +49,13 @@ class Outcome(str, Enum):
     BAD_QR = "bad_qr"
     NO_ROSTER = "no_roster"
     DISK_FULL = "disk_full"
+    # the secretary's override (edge_agent/override.py)
+    OVERRIDE_ACCEPTED = "override_accepted"
+    OVERRIDE_PIN = "override_pin"  # an officer tapped: waiting for their PIN
+    OVERRIDE_NOT_OFFICER = "override_not_officer"
+    OVERRIDE_NO_PIN = "override_no_pin"
+    OVERRIDE_WRONG_PIN = "override_wrong_pin"
+    OVERRIDE_LOCKED = "override_locked"
 
 
 # face worker verdict status (its .value) -> outcome
@@ -82,6 +91,7 @@ class Result:
     distance: float | None = None
     detail: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    failed: Failed | None = None  # a failed face check an officer may confirm
 
 
 class CheckinService:
@@ -98,6 +108,7 @@ class CheckinService:
         verdict_hold_s: float = 8.0,
         time_zone: str = "Asia/Ho_Chi_Minh",
         face_timeout_s: float = 10.0,
+        override: OverrideDesk | None = None,
     ):
         self.roster, self.outbox, self.face, self.display = roster, outbox, face, display
         self.signals = signals
@@ -107,6 +118,11 @@ class CheckinService:
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=16)
         self.results: list[Result] = []
         self._idle_task: asyncio.Task | None = None
+        self.override = override  # None: no secretary override on this kiosk
+        self._expiry_task: asyncio.Task | None = None
+        # One step at a time: a tap, the override button, a PIN. A PIN typed while a tap is being
+        # decided waits for it, and the screen never shows two flows at once.
+        self._flow = asyncio.Lock()
 
     def submit(self, event: Any) -> None:
         """Thread-safe entry for reader callbacks is loop.call_soon_threadsafe(service.submit, event)."""
@@ -124,17 +140,33 @@ class CheckinService:
                 log.exception("check-in screen failed for %s", getattr(event, "kind", event))
 
     async def handle(self, event: Any) -> Result:
-        if self._idle_task:
-            self._idle_task.cancel()
+        async with self._flow:
+            if self._idle_task:
+                self._idle_task.cancel()
+            try:
+                if self.override and self.override.stage in ("officer", "pin"):
+                    return await self._officer_card(event)
+                result = await self._decide(event)
+            except Exception as exc:
+                # A bug or a broken part, not the member's face: say so, and keep the traceback for the technician.
+                log.exception("check-in of %s %s failed with an internal error", getattr(event, "kind", "?"),
+                              "(QR)" if getattr(event, "kind", "") != "member_card" else getattr(event, "value", "?"))
+                if self.override:
+                    self.override.clear()
+                result = Result(Outcome.SYSTEM_ERROR, detail=f"{type(exc).__name__}: {exc}")
+            self._finish(result)
+            return result
+
+    def _member_of(self, event: Any) -> Any:
+        if event.kind == "member_card":
+            return self.roster.by_card(event.value)
+        from hardware.cccd import parse_cccd
+        from hardware.errors import CccdError
+
         try:
-            result = await self._decide(event)
-        except Exception as exc:
-            # A bug or a broken part, not the member's face: say so, and keep the traceback for the technician.
-            log.exception("check-in of %s %s failed with an internal error", getattr(event, "kind", "?"),
-                          "(QR)" if getattr(event, "kind", "") != "member_card" else getattr(event, "value", "?"))
-            result = Result(Outcome.SYSTEM_ERROR, detail=f"{type(exc).__name__}: {exc}")
-        self._finish(result)
-        return result
+            return self.roster.by_cccd(parse_cccd(event.value).id_number)
+        except CccdError:
+            return None
 
     async def _decide(self, event: Any) -> Result:
         if self.roster.bundle is None:
@@ -168,7 +200,7 @@ class CheckinService:
             return Result(Outcome.ALREADY, **base, seq=existing[0])
         templates = self.roster.templates(member.id)
         if not templates:
-            return Result(Outcome.NO_TEMPLATE, **base)
+            return Result(Outcome.NO_TEMPLATE, **base, failed=Failed(member, meeting, Outcome.NO_TEMPLATE.value, kind))
 
         self.display.show("verifying", tone="busy", name=member.name)
         if self.signals:
@@ -187,7 +219,12 @@ class CheckinService:
         status = getattr(verdict.status, "value", verdict.status)
         distance = None if verdict.distance is None else round(float(verdict.distance), 4)
         if status != "match":
-            return Result(FACE_OUTCOMES.get(status, Outcome.FACE_ERROR), **base, distance=distance)
+            outcome = FACE_OUTCOMES.get(status, Outcome.FACE_ERROR)
+            threshold = getattr(verdict, "threshold", None)
+            failed = Failed(member, meeting, outcome.value, kind, distance=distance,
+                            threshold=None if threshold is None else round(float(threshold), 4),
+                            liveness=getattr(verdict, "liveness", None))
+            return Result(outcome, **base, distance=distance, failed=failed)
         proof = Proof(
             card_kind=kind, face_distance=distance, face_threshold=round(float(verdict.threshold), 4),
             liveness=getattr(verdict, "liveness", None),
@@ -209,13 +246,17 @@ class CheckinService:
         fields = dict(result.extra)
         if result.outcome is Outcome.ALREADY and result.meeting and result.member:
             fields["time"] = self._checkin_time(result.meeting, result.member)
-        ok = result.outcome in (Outcome.ACCEPTED, Outcome.ALREADY)
+        ok = result.outcome in (Outcome.ACCEPTED, Outcome.ALREADY, Outcome.OVERRIDE_ACCEPTED)
+        offered = bool(self.override and result.failed and self.override.offer(result.failed))
+        if self.override and not offered and self.override.stage == "offer":
+            self.override.clear()  # a new verdict replaces the earlier one's offer
         self.display.show(
             result.outcome.value,
             tone="ok" if ok else "bad",
             name=result.name,
             # Result.detail is for the log and the technician (English, technical): the member reads the catalog line.
             detail=result.extra.get("meeting_title"),
+            override="offer" if offered else None,
             **{k: v for k, v in fields.items() if k not in ("meeting_title", "reason")},
         )
         if self.signals:
@@ -229,6 +270,134 @@ class CheckinService:
 
     async def _back_to_idle(self) -> None:
         await asyncio.sleep(self.hold_s)
+        if self.override and self.override.stage == "offer":
+            self.override.clear()  # the offer lasts as long as its verdict
         self.display.show("idle")
         if self.signals:
             self.signals.idle()
+
+    # -- the secretary's override ------------------------------------------------------------
+
+    async def override_start(self) -> bool:
+        """The member pressed "Secretary confirms" on a refusal: ask for an officer's card."""
+        async with self._flow:
+            if not self.override or not self.override.start():
+                return False
+            if self._idle_task:
+                self._idle_task.cancel()
+            self._ask("override_officer", member=self.override.failed.member.name)
+            return True
+
+    async def override_cancel(self) -> bool:
+        async with self._flow:
+            if not self.override or self.override.stage is None:
+                return False
+            log.info("override for %s cancelled", self.override.failed.member.id if self.override.failed else "?")
+            self._end_override()
+            self.display.show("idle")
+            return True
+
+    async def _officer_card(self, event: Any) -> Result:
+        desk = self.override
+        assert desk is not None and desk.failed is not None
+        failed = desk.failed
+        tapper = self._member_of(event)
+        base = dict(member=failed.member.id, name=failed.member.name, meeting=failed.meeting.id)
+        if tapper is None or not desk.is_officer(tapper):
+            log.info("override for %s: card of %s is not an officer's", failed.member.id, tapper.id if tapper else "nobody known")
+            desk.stage = "officer"
+            self._ask("override_not_officer", member=failed.member.name)
+            return self._note(Result(Outcome.OVERRIDE_NOT_OFFICER, **base))
+        until = desk.lockouts.locked_until(tapper.id)
+        if until is not None:
+            return self._refuse_locked(base, tapper, until)
+        if not self.roster.pin_hash(tapper.id):
+            log.warning("override for %s: officer %s has no PIN in the bundle", failed.member.id, tapper.id)
+            self._end_override()
+            return self._finish_override(Result(Outcome.OVERRIDE_NO_PIN, **base, extra={"officer": tapper.name}))
+        desk.officer_tapped(tapper)
+        self._ask("override_pin", member=failed.member.name, officer=tapper.name)
+        return self._note(Result(Outcome.OVERRIDE_PIN, **base, extra={"officer": tapper.name}))
+
+    async def override_pin(self, pin: str) -> dict[str, Any]:
+        """The officer's PIN from the touch pad: right → the member's record; wrong → attempts left or the lockout."""
+        async with self._flow:
+            desk = self.override
+            if not desk or desk.stage != "pin" or desk.officer is None or desk.failed is None:
+                return {"result": "not_pending"}
+            failed, officer = desk.failed, desk.officer
+            base = dict(member=failed.member.id, name=failed.member.name, meeting=failed.meeting.id)
+            until = desk.lockouts.locked_until(officer.id)
+            if until is not None:
+                self._refuse_locked(base, officer, until)
+                return {"result": "locked"}
+            if await asyncio.to_thread(desk.check_pin, pin, self.roster.pin_hash(officer.id)):
+                desk.lockouts.right(officer.id)
+                self._end_override()
+                result = await self._override_record(failed, officer, base)
+                self._finish_override(result)
+                return {"result": "right" if result.outcome is Outcome.OVERRIDE_ACCEPTED else result.outcome.value}
+            left, until = desk.lockouts.wrong(officer.id)
+            log.warning("override for %s: wrong PIN of officer %s, %d attempt(s) left", failed.member.id, officer.id, left)
+            if until is not None:
+                self._refuse_locked(base, officer, until)
+                return {"result": "locked"}
+            self._ask("override_wrong_pin", left=str(left), member=failed.member.name, officer=officer.name)
+            self._note(Result(Outcome.OVERRIDE_WRONG_PIN, **base, extra={"left": str(left)}))
+            return {"result": "wrong", "left": left}
+
+    async def _override_record(self, failed: Failed, officer: Any, base: dict[str, Any]) -> Result:
+        proof = Proof(card_kind=failed.card_kind, face_distance=failed.distance, face_threshold=failed.threshold,
+                      liveness=failed.liveness, override=officer.id, override_reason=failed.reason)
+        try:
+            record = await asyncio.to_thread(self.outbox.append, meeting=failed.meeting.id, member=failed.member.id,
+                                             proof=proof, time_reading=self.clock.reading())
+        except AlreadyCheckedIn as exc:
+            return Result(Outcome.ALREADY, **base, seq=exc.seq)
+        except DiskFullError as exc:
+            log.error("override check-in of %s refused: %s", failed.member.id, exc)
+            return Result(Outcome.DISK_FULL, **base, detail=str(exc))
+        log.info("override: %s checked in by officer %s after %s", failed.member.id, officer.id, failed.reason)
+        return Result(Outcome.OVERRIDE_ACCEPTED, **base, seq=record.seq, distance=failed.distance,
+                      extra={"officer": officer.name})
+
+    def _refuse_locked(self, base: dict[str, Any], officer: Any, until: float) -> Result:
+        assert self.override is not None
+        self._end_override()
+        shown = datetime.fromtimestamp(until, self.tz).strftime("%H:%M")
+        return self._finish_override(Result(Outcome.OVERRIDE_LOCKED, **base, extra={
+            "until": shown, "attempts": str(self.override.lockouts.attempts), "officer": officer.name}))
+
+    def _finish_override(self, result: Result) -> Result:
+        """A final override screen (confirmed, locked, no PIN): shown like a verdict, then idle."""
+        self._finish(result)
+        return result
+
+    def _note(self, result: Result) -> Result:
+        self.results.append(result)
+        del self.results[:-100]
+        return result
+
+    def _ask(self, screen: str, **fields: str) -> None:
+        """An override step waiting for the officer: its screen, and a fresh expiry."""
+        assert self.override is not None
+        self.display.show(screen, tone="ask", name=fields.get("member"), override=self.override.stage, **fields)
+        if self._expiry_task:
+            self._expiry_task.cancel()
+        self._expiry_task = asyncio.get_running_loop().create_task(self._expire(self.override.pending_s))
+
+    def _end_override(self) -> None:
+        if self._expiry_task:
+            self._expiry_task.cancel()
+            self._expiry_task = None
+        if self.override:
+            self.override.clear()
+
+    async def _expire(self, after: float) -> None:
+        await asyncio.sleep(after)
+        async with self._flow:
+            if self.override and self.override.stage in ("officer", "pin"):
+                log.info("override for %s expired without progress", self.override.failed.member.id if self.override.failed else "?")
+                self._expiry_task = None
+                self.override.clear()
+                self.display.show("idle")

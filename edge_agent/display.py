@@ -19,20 +19,38 @@ class Display:
         self.state: dict[str, Any] = {}
         self.recent: deque[dict[str, Any]] = deque(maxlen=history)
         self.health: dict[str, Any] = {}
+        self.face_seen: bool | None = None  # None: the face worker does not say
         self.show("idle")
 
-    def show(self, screen: str, *, tone: str = "neutral", name: str | None = None, detail: str | None = None, **fields: str) -> None:
+    def show(self, screen: str, *, tone: str = "neutral", name: str | None = None, detail: str | None = None,
+             override: str | None = None, **fields: str) -> None:
+        """Call on the event loop. ``override``: the secretary override's step the page offers
+        (None, "offer": its button, "officer": waiting for a card, "pin": the PIN pad)."""
+        # Idle without a face in view asks the member to look at the camera first: the decision is
+        # taken on a face that was looking.
+        text_key = "idle_look" if screen == "idle" and self.face_seen is False else screen
         self.state = {
             "screen": screen,
-            "tone": tone,  # neutral | busy | ok | bad
-            "text": say(screen, **fields),
+            "tone": tone,  # neutral | busy | ok | bad | ask (the override waiting for its officer)
+            "text": say(text_key, **fields),
             "name": name,
             "detail": detail,
+            "override": override,
+            "face_seen": self.face_seen,
             "at": time.time(),
         }
-        if screen not in ("idle", "verifying"):
+        if screen not in ("idle", "verifying") and tone != "ask":
             self.recent.appendleft(self.state)
         self._broadcast()
+
+    def set_face_seen(self, seen: bool) -> None:
+        """Whether the camera sees a usable face; call on the event loop (the face worker's thread
+        hands it over with loop.call_soon_threadsafe). Changes the idle prompt only."""
+        if seen == self.face_seen:
+            return
+        self.face_seen = seen
+        if self.state.get("screen") == "idle":
+            self.show("idle")
 
     def set_health(self, **health: Any) -> None:
         if health != self.health:

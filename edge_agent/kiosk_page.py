@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from .roster import Roster
 
 STATIC = Path(__file__).parent / "static"
 HEARTBEAT_S = 15.0
+MAX_PIN_BODY = 256  # {"pin": "12345678"} is 17 bytes
+PIN_RE = re.compile(r"^[0-9]{1,8}$")
 
 
 def _is_loopback(request: Request) -> bool:
@@ -65,7 +69,17 @@ class HallScreen:
         return {"title": meeting.title, "starts": starts.strftime("%H:%M"), "ends": ends.strftime("%H:%M"), "day": day}
 
 
-def create_app(display: Display, *, main_room_hls_url: str = "", hall: HallScreen | None = None) -> FastAPI:
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None once it passes ``limit`` bytes (counted while it arrives, not trusted from a header)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return body
+
+
+def create_app(display: Display, *, main_room_hls_url: str = "", hall: HallScreen | None = None, checkin: Any = None) -> FastAPI:
     app = FastAPI(title="Hall kiosk page", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.middleware("http")
@@ -121,6 +135,36 @@ def create_app(display: Display, *, main_room_hls_url: str = "", hall: HallScree
                 display.unsubscribe(queue)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    @app.post("/api/override/start", response_model=None)
+    async def override_start() -> dict | JSONResponse:
+        """Caller: the kiosk's own browser (loopback), the "Secretary confirms" button on a refusal."""
+        if checkin is None or not await checkin.override_start():
+            return JSONResponse({"error": "nothing to confirm now"}, status_code=409)
+        return {"ok": True}
+
+    @app.post("/api/override/cancel")
+    async def override_cancel() -> dict:
+        """Caller: the kiosk's own browser (loopback), the Cancel button of a pending override."""
+        return {"ok": bool(checkin is not None and await checkin.override_cancel())}
+
+    @app.post("/api/override/pin", response_model=None)
+    async def override_pin(request: Request) -> dict | JSONResponse:
+        """Caller: the kiosk's own browser (loopback), the PIN pad. Body {"pin": "digits"}, at most 256 bytes.
+        Answers {"result": "right" | "wrong" (with "left") | "locked" | "not_pending"}; the screen follows by SSE."""
+        body = await _read_limited(request, MAX_PIN_BODY)
+        if body is None:
+            return JSONResponse({"error": f"body over {MAX_PIN_BODY} bytes"}, status_code=413)
+        try:
+            pin = json.loads(body).get("pin")
+        except (ValueError, AttributeError):
+            pin = None
+        if not isinstance(pin, str) or not PIN_RE.match(pin):
+            return JSONResponse({"error": "expected {\"pin\": \"1-8 digits\"}"}, status_code=400)
+        if checkin is None:
+            return JSONResponse({"result": "not_pending"}, status_code=409)
+        answer = await checkin.override_pin(pin)
+        return answer if answer["result"] != "not_pending" else JSONResponse(answer, status_code=409)
 
     @app.get("/healthz", response_model=None)
     async def healthz() -> dict | JSONResponse:

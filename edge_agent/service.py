@@ -26,6 +26,7 @@ from .errors import AgentError, BundleRejected
 from .identity import DeviceIdentity
 from .kiosk_page import HallScreen, create_app
 from .outbox import Outbox
+from .override import OverrideDesk
 from .roster import Roster
 from .sd_notify import notify
 from .settings import AgentSettings
@@ -140,6 +141,7 @@ class Agent:
                 kwargs["threshold"] = s.face_threshold
             if self.qr_camera:
                 kwargs["on_qr"] = self._qr_at_camera
+            kwargs["on_presence"] = self._face_presence
             self.face = FaceWorker(**kwargs)
             self.face.start()
         from hardware.pn532 import Pn532Reader
@@ -183,6 +185,11 @@ class Agent:
         from hardware.events import CardEvent
 
         self._from_thread(CardEvent(kind="cccd_camera", value=text, source=f"camera:{self.settings.camera}"))
+
+    def _face_presence(self, seen: bool) -> None:
+        """From the face worker's reader thread: the display lives on the event loop."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.display.set_face_seen, seen)
 
     def _from_thread(self, event: Any) -> None:
         assert self.loop and self.checkin
@@ -249,6 +256,8 @@ class Agent:
             roster=self.roster, outbox=self.outbox, face=None, display=self.display, clock=self.clock,
             meeting_early_s=self.settings.meeting_early_s, verdict_hold_s=self.settings.verdict_seconds,
             time_zone=self.settings.time_zone,
+            override=OverrideDesk(self.settings.data_dir, attempts=self.settings.override_pin_attempts,
+                                  lockout_s=self.settings.override_lockout_s),
         )
         tasks: list[asyncio.Task[Any]] = []
         try:
@@ -258,7 +267,7 @@ class Agent:
             self._uplink_started = True
             config = uvicorn.Config(create_app(self.display, main_room_hls_url=self.settings.main_room_hls_url, hall=HallScreen(
                 self.roster, clock=self.clock, hall_name=self.settings.hall_name, time_zone=self.settings.time_zone,
-                early_s=self.settings.meeting_early_s, verdict_s=self.settings.verdict_seconds)), host=self.settings.http_host, port=self.settings.http_port,
+                early_s=self.settings.meeting_early_s, verdict_s=self.settings.verdict_seconds), checkin=self.checkin), host=self.settings.http_host, port=self.settings.http_port,
                                     log_level="warning", lifespan="off")
             server = self._server = uvicorn.Server(config)
             # A stop asked while the hardware was opening: serve() then shuts down as soon as it is up.

@@ -1,0 +1,363 @@
+"""The secretary's override at the kiosk, in Chromium: after a failed face check the meeting's secretary
+(or chair) taps their own card and types their PIN on the touch page; the member's record then names
+the officer and the failed check. Wrong PINs are limited per officer, and the limit survives a restart.
+
+Real kiosk page app, check-in flow, roster bundle (officers and PIN hashes sealed as central seals them),
+outbox and lockout file; the face verdict is told (as in test_checkin) because these cases are about
+the override, not faces. The whole path through central is in tests/e2e/test_override_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from argon2 import PasswordHasher
+from nacl.signing import SigningKey
+
+from contract import (
+    Bundle,
+    Meeting,
+    Member,
+    device_id_from_public_key,
+    encode_signed,
+    parse_record,
+    seal_members,
+    seal_pins,
+    seal_templates,
+)
+from edge_agent.checkin import CheckinService, Outcome
+from edge_agent.display import Display
+from edge_agent.identity import DeviceIdentity
+from edge_agent.kiosk_page import HallScreen, create_app
+from edge_agent.outbox import Outbox
+from edge_agent.override import OverrideDesk
+from edge_agent.roster import Roster
+from hardware.events import CardEvent
+from tests.conftest import free_port, wait_port
+from tests.edge_agent.test_checkin import NOW, FixedClock, ToldVerifier
+
+PIN = "246810"
+MEMBER, SECRETARY, CHAIR, OTHER = "04A1", "04B2", "04C3", "04D4"  # card UIDs
+SIZES = [(800, 480), (1024, 600), (1280, 800)]
+SHOTS = Path("/tmp/shots")
+
+
+def officers_bundle(central: SigningKey, device: SigningKey) -> bytes:
+    members = [
+        Member(id="A", name="Nguyễn Văn An", cell="C1", cards=[MEMBER]),
+        Member(id="S", name="Trần Thị Thư", cell="C1", cards=[SECRETARY]),
+        Member(id="CH", name="Lê Văn Bí", cell="C1", cards=[CHAIR]),
+        Member(id="O", name="Phạm Văn Khác", cell="C1", cards=[OTHER]),
+    ]
+    start = NOW - timedelta(minutes=5)
+    meeting = Meeting(id="MT", cell="C1", hall="H", title="Sinh hoạt chi bộ", starts_at=start.isoformat(),
+                      ends_at=(start + timedelta(hours=2)).isoformat(), secretary="S", chair="CH")
+    hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+    b = Bundle(device=device_id_from_public_key(device.verify_key), hall="H", version=1, issued_at=NOW.isoformat(),
+               members_sealed=seal_members(device.verify_key, members), meetings=[meeting],
+               templates_sealed=seal_templates(device.verify_key, {m.id: [[0.0] * 128] for m in members}),
+               pins_sealed=seal_pins(device.verify_key, {"S": hasher.hash(PIN), "CH": hasher.hash("1357")}))
+    return encode_signed(central, b)
+
+
+class Wall:
+    """The lockout's wall clock, moved by the test instead of waiting five minutes."""
+
+    def __init__(self):
+        self.t = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Kiosk:
+    """Page app and check-in flow on one event loop in a thread, as in the agent, with the override desk."""
+
+    def __init__(self, data: Path, central: SigningKey, wall: Wall, *, pending_s: float = 60.0):
+        ident = DeviceIdentity(data)
+        self.roster = Roster(data_dir=data, device_key=ident.signing_key, central_key=central.verify_key, storage_box=ident.storage_box)
+        if self.roster.bundle is None:
+            self.roster.receive(officers_bundle(central, ident.signing_key))
+        self.outbox = Outbox(data / "o.sqlite3", signing_key=ident.signing_key)
+        self.face = ToldVerifier()
+        self.face.status = "no_match"
+        self.display = Display()
+        clock = FixedClock(NOW)
+        self.desk = OverrideDesk(data, attempts=5, lockout_s=300.0, pending_s=pending_s, now=wall)
+        self.service = CheckinService(roster=self.roster, outbox=self.outbox, face=self.face, display=self.display,
+                                      clock=clock, verdict_hold_s=30.0, time_zone="Asia/Ho_Chi_Minh", override=self.desk)
+        app = create_app(self.display, hall=HallScreen(self.roster, clock=clock, hall_name="Nhà văn hoá thôn Đông",
+                                                       time_zone="Asia/Ho_Chi_Minh", verdict_s=30.0), checkin=self.service)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), name="kiosk-page", daemon=True)
+        self.thread.start()
+        wait_port(self.port, timeout=30)
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        flow = asyncio.create_task(self.service.run())
+        try:
+            await self.server.serve()
+        finally:
+            flow.cancel()
+
+    def tap(self, uid: str) -> None:
+        self.loop.call_soon_threadsafe(self.service.submit, CardEvent(kind="member_card", value=uid, source="test"))
+
+    def on_loop(self, fn, *args) -> None:
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+        self.outbox.close()
+
+
+@pytest.fixture
+def kiosks(tmp_path):
+    central, wall, made = SigningKey.generate(), Wall(), []
+
+    def make(name: str = "k", **kw) -> Kiosk:
+        made.append(Kiosk(tmp_path / name, central, wall, **kw))
+        return made[-1]
+
+    make.wall = wall
+    yield make
+    for k in made:
+        if k.thread.is_alive():
+            k.stop()
+
+
+def open_page(chromium, kiosk: Kiosk, size=(1280, 800)):
+    page = chromium.new_page(viewport={"width": size[0], "height": size[1]})
+    page.goto(kiosk.url)
+    page.wait_for_selector("#screen[data-screen='idle']")
+    return page
+
+
+def screen(page, name: str, timeout: float = 15_000) -> dict[str, str]:
+    page.wait_for_selector(f"#screen[data-screen='{name}']", timeout=timeout)
+    return {"vi": page.inner_text("#vi"), "en": page.inner_text("#en"), "name": page.inner_text("#name")}
+
+
+def type_pin(page, pin: str) -> None:
+    for digit in pin:
+        page.click(f"#pinpad [data-digit='{digit}']")
+    assert page.locator("#dots span").count() == len(pin)  # dots only
+    assert pin not in page.inner_text("body")
+    page.click("#pin-ok")
+
+
+def fails_and_asks_for_an_officer(kiosk: Kiosk, page) -> None:
+    kiosk.tap(MEMBER)
+    screen(page, "face_mismatch")
+    page.click("#override-btn")
+    shown = screen(page, "override_officer")
+    assert "thư ký hoặc bí thư" in shown["vi"] and shown["name"] == "Nguyễn Văn An"
+    assert page.is_visible("#cancel-btn") and not page.is_visible("#pinpad")
+
+
+def records(kiosk: Kiosk) -> list:
+    return [parse_record(q.payload) for q in kiosk.outbox.after(0, 100)]
+
+
+def test_secretary_card_and_right_pin_check_the_member_in_with_the_override_recorded(kiosks, chromium):
+    kiosk = kiosks()
+    page = open_page(chromium, kiosk)
+    kiosk.tap(MEMBER)
+    screen(page, "face_mismatch")
+    assert page.is_visible("#override-btn")
+    assert "Thư ký xác nhận" in page.inner_text("#override-btn")
+    page.click("#override-btn")
+    screen(page, "override_officer")
+    kiosk.tap(SECRETARY)
+    shown = screen(page, "override_pin")
+    assert shown["vi"] == "Đồng chí Trần Thị Thư: mời nhập mã PIN" and shown["en"] == "Trần Thị Thư: enter your PIN"
+    assert page.is_visible("#pinpad")
+    type_pin(page, PIN)
+    shown = screen(page, "override_accepted")
+    assert shown["vi"] == "Đã điểm danh (thư ký xác nhận)" and shown["name"] == "Nguyễn Văn An"
+    [record] = records(kiosk)
+    assert (record.member, record.proof.override, record.proof.override_reason) == ("A", "S", "face_mismatch")
+    assert record.proof.face_distance == 0.8  # the measured distance stays
+    assert kiosk.service.results[-1].outcome is Outcome.OVERRIDE_ACCEPTED
+    page.close()
+
+
+def test_a_card_that_is_not_an_officers_is_refused_and_the_override_stays_pending(kiosks, chromium):
+    kiosk = kiosks()
+    page = open_page(chromium, kiosk)
+    fails_and_asks_for_an_officer(kiosk, page)
+    kiosk.tap(OTHER)
+    shown = screen(page, "override_not_officer")
+    assert "không phải của thư ký" in shown["vi"] and "not the secretary's" in shown["en"]
+    assert page.is_visible("#cancel-btn") and kiosk.desk.stage == "officer" and kiosk.outbox.depth() == 0
+    kiosk.tap(CHAIR)  # the chair may confirm as well
+    screen(page, "override_pin")
+    type_pin(page, "1357")
+    screen(page, "override_accepted")
+    assert kiosk.outbox.depth() == 1
+    page.close()
+
+
+def test_five_wrong_pins_lock_the_override_which_a_restart_does_not_undo(kiosks, chromium):
+    kiosk = kiosks()
+    page = open_page(chromium, kiosk)
+    fails_and_asks_for_an_officer(kiosk, page)
+    kiosk.tap(SECRETARY)
+    screen(page, "override_pin")
+    for left in (4, 3, 2, 1):
+        type_pin(page, "0000")
+        page.wait_for_function(f"document.getElementById('vi').textContent.startsWith('PIN sai, còn {left} lần')")
+        assert page.inner_text("#en").startswith(f"Wrong PIN, {left} tries left")
+        assert page.is_visible("#pinpad")
+    type_pin(page, "0000")
+    shown = screen(page, "override_locked")
+    assert re.fullmatch(r"Nhập sai PIN quá 5 lần — chức năng thư ký xác nhận bị khóa đến \d\d:\d\d\. "
+                        r"Mời liên hệ cán bộ kỹ thuật", shown["vi"]), shown["vi"]
+    assert "secretary confirmation is locked until" in shown["en"]
+    assert not page.is_visible("#pinpad") and kiosk.outbox.depth() == 0
+    # the right PIN is refused while locked: the officer's tap no longer opens the PIN pad
+    fails_and_asks_for_an_officer(kiosk, page)
+    kiosk.tap(SECRETARY)
+    screen(page, "override_locked")
+    assert httpx.post(kiosk.url + "api/override/pin", json={"pin": PIN}).json()["result"] == "not_pending"
+    page.close()
+    kiosk.stop()
+
+    # an agent restart on the same data directory keeps the lockout
+    again = kiosks("k")
+    page = open_page(chromium, again)
+    fails_and_asks_for_an_officer(again, page)
+    again.tap(SECRETARY)
+    screen(page, "override_locked")
+    # ... until it ends: then the right PIN checks the member in
+    kiosks.wall.t += 301
+    fails_and_asks_for_an_officer(again, page)
+    again.tap(SECRETARY)
+    screen(page, "override_pin")
+    type_pin(page, PIN)
+    screen(page, "override_accepted")
+    assert again.outbox.depth() == 1
+    page.close()
+
+
+def test_a_pending_override_can_be_cancelled_and_expires(kiosks, chromium):
+    kiosk = kiosks(pending_s=1.0)
+    page = open_page(chromium, kiosk)
+    fails_and_asks_for_an_officer(kiosk, page)
+    page.click("#cancel-btn")
+    screen(page, "idle")
+    assert kiosk.desk.stage is None
+    fails_and_asks_for_an_officer(kiosk, page)
+    screen(page, "idle")  # nobody came: back to idle by itself
+    assert kiosk.desk.stage is None and kiosk.outbox.depth() == 0
+    page.close()
+
+
+def test_the_offer_is_only_for_failed_face_checks(kiosks, chromium):
+    kiosk = kiosks()
+    page = open_page(chromium, kiosk)
+    kiosk.face.status = "several_faces"
+    kiosk.tap(MEMBER)
+    screen(page, "several_faces")
+    assert not page.is_visible("#override-btn")
+    assert httpx.post(kiosk.url + "api/override/start").status_code == 409
+    kiosk.face.status = "not_live"
+    kiosk.tap(MEMBER)
+    screen(page, "not_live")
+    assert page.is_visible("#override-btn")
+    page.close()
+
+
+def test_the_pin_endpoint_limits_its_body_and_checks_its_shape(kiosks):
+    kiosk = kiosks()
+    assert httpx.post(kiosk.url + "api/override/pin", content=b"{" + b" " * 4096 + b"}").status_code == 413
+    assert httpx.post(kiosk.url + "api/override/pin", json={"pin": "12ab"}).status_code == 400
+    assert httpx.post(kiosk.url + "api/override/pin", json={"pin": PIN}).status_code == 409  # nothing pending
+
+
+def test_idle_screen_asks_to_look_at_the_camera_until_a_face_is_seen(kiosks, chromium):
+    kiosk = kiosks()
+    page = open_page(chromium, kiosk)
+    kiosk.on_loop(kiosk.display.set_face_seen, False)
+    page.wait_for_function("document.getElementById('vi').textContent === 'Mời đồng chí nhìn vào camera'")
+    assert page.inner_text("#en") == "Please look at the camera"
+    kiosk.on_loop(kiosk.display.set_face_seen, True)
+    page.wait_for_function("document.getElementById('vi').textContent.startsWith('Mời chạm thẻ')")
+    page.close()
+
+
+def unfit(page) -> list[str]:
+    """What does not fit the screen: scrolling, text overflowing its box, a control outside the viewport."""
+    return page.evaluate("""() => {
+        const bad = [];
+        if (document.documentElement.scrollHeight > innerHeight + 1 || document.documentElement.scrollWidth > innerWidth + 1)
+            bad.push('page scrolls');
+        const footer = document.querySelector('footer').getBoundingClientRect();
+        for (const el of document.querySelectorAll('#text p, .actions button, #pinpad button, #dots')) {
+            const r = el.getBoundingClientRect();
+            if (r.width === 0) continue;
+            if (el.scrollWidth > el.clientWidth + 1 || r.right > innerWidth + 1 || r.bottom > footer.top + 1 || r.top < 0)
+                bad.push(el.id || el.textContent.trim().slice(0, 12));
+        }
+        return bad; }""")
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_every_override_screen_fits_the_kiosk_display(kiosks, chromium, size):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    kiosk = kiosks()
+    page = open_page(chromium, kiosk, size)
+    tag = f"{size[0]}x{size[1]}"
+
+    def check(name: str) -> None:
+        assert unfit(page) == [], name
+        page.screenshot(path=str(SHOTS / f"override-{tag}-{name}.png"))
+
+    kiosk.on_loop(kiosk.display.set_face_seen, False)
+    page.wait_for_function("document.getElementById('vi').textContent === 'Mời đồng chí nhìn vào camera'")
+    check("0-idle-look")
+    kiosk.tap(MEMBER)
+    screen(page, "face_mismatch")
+    check("1-offer")
+    page.click("#override-btn")
+    screen(page, "override_officer")
+    check("2-officer")
+    kiosk.tap(OTHER)
+    screen(page, "override_not_officer")
+    check("3-not-officer")
+    kiosk.tap(SECRETARY)
+    screen(page, "override_pin")
+    page.click("#pinpad [data-digit='1']")
+    page.click("#pinpad [data-digit='2']")
+    check("4-pin")
+    page.click("#pin-erase")
+    page.click("#pin-erase")
+    for _ in range(4):
+        type_pin(page, "0000")
+        page.wait_for_function("document.getElementById('screen').dataset.screen === 'override_wrong_pin'")
+    check("5-wrong-pin")
+    type_pin(page, "0000")
+    screen(page, "override_locked")
+    check("6-locked")
+    kiosk.face.status = "no_match"
+    kiosk.tap(MEMBER)
+    screen(page, "face_mismatch")
+    page.click("#override-btn")
+    screen(page, "override_officer")
+    kiosk.tap(CHAIR)
+    screen(page, "override_pin")
+    type_pin(page, "1357")
+    screen(page, "override_accepted")
+    check("7-accepted")
+    page.close()
