@@ -136,7 +136,8 @@ class Agent:
             kwargs: dict[str, Any] = {"camera_source": s.camera, "fresh_window_s": s.face_fresh_window_s,
                                       "restart_backoff_s": s.face_restart_backoff_s,
                                       "restart_backoff_max_s": s.face_restart_backoff_max_s,
-                                      "restart_budget": s.face_restart_budget, "restart_window_s": s.face_restart_window_s}
+                                      "restart_budget": s.face_restart_budget, "restart_window_s": s.face_restart_window_s,
+                                      "liveness": s.liveness, "wait_s": s.face_wait_s}
             if s.face_threshold is not None:
                 kwargs["threshold"] = s.face_threshold
             if self.qr_camera:

@@ -40,3 +40,28 @@ def compare(enrolled_photo: Path, probe_photo: Path, threshold: float | None) ->
     match = distance <= limit
     click.echo(json.dumps({"match": match, "distance": round(distance, 4), "threshold": limit}))
     sys.exit(0 if match else 1)
+
+
+@face.command()
+@click.argument("media", type=click.Path(path_type=Path))
+def liveness(media: Path) -> None:
+    """Is the face in MEDIA a live person? MEDIA is a video, or a folder whose images (in name
+    order) are the frames, one look of the kiosk (0.2 s) each.
+
+    Looks at it as the kiosk does (one look every 0.2 s, the face tracked, its 68 landmarks) and
+    prints one JSON object: {"live", "blinks", "motion", "frames", "looks", "faces_seen", "tracks",
+    "cost_ms_per_look", "thresholds"}: the evidence of the best 3 s window.
+
+    Exit status: 0 live, 1 not live, 2 bad input (missing, unreadable, no frames).
+    """
+    from edge_agent.face.liveness import evaluate, open_media
+    from edge_agent.face.verdicts import FaceError
+
+    try:
+        frames, fps = open_media(media)
+        result = evaluate(frames, fps=fps)
+    except FaceError as e:
+        click.echo(f"hall face liveness: {e}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(result))
+    sys.exit(0 if result["live"] else 1)

@@ -56,3 +56,40 @@ def test_bad_input_exits_2_with_the_reason(faces_dir, tmp_path):
 def test_help_lists_compare():
     result = CliRunner().invoke(main, ["face", "--help"])
     assert result.exit_code == 0 and "compare" in result.output
+
+
+def liveness(*args: str):
+    return CliRunner().invoke(main, ["face", "liveness", *args])
+
+
+def test_liveness_of_the_live_clip_exits_0(faces_dir, tmp_path):
+    from edge_agent.face.sample_media import live_clip_segment
+
+    result = liveness(str(live_clip_segment(faces_dir, tmp_path)))
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["live"] is True and out["motion"] >= out["thresholds"]["motion_live"] and out["faces_seen"] > 5
+
+
+def test_liveness_of_a_folder_of_one_still_exits_1(faces_dir, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    photo = cv2.imread(str(faces_dir / "obama" / "obama2.jpg"))
+    for i in range(8):  # 1.6 s of the same photo
+        cv2.imwrite(str(folder / f"{i:03d}.jpg"), photo)
+    result = liveness(str(folder))
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.stdout)
+    assert out["live"] is False and out["faces_seen"] == 8 and out["motion"] < out["thresholds"]["motion_live"]
+
+
+def test_liveness_of_bad_input_exits_2_with_the_reason(tmp_path):
+    missing = liveness(str(tmp_path / "nothing.mp4"))
+    assert missing.exit_code == 2 and "no such file" in missing.stderr
+    garbage = tmp_path / "clip.mp4"
+    garbage.write_bytes(b"not a video")
+    unreadable = liveness(str(garbage))
+    assert unreadable.exit_code == 2 and "not a readable video" in unreadable.stderr
+    (tmp_path / "empty").mkdir()
+    empty = liveness(str(tmp_path / "empty"))
+    assert empty.exit_code == 2 and "no images" in empty.stderr

@@ -94,6 +94,11 @@ def _rgb(frame_bgr: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
 
 
+def rgb_frame(frame: Any) -> np.ndarray:
+    """A camera frame as the C-contiguous RGB array dlib takes (FaceError when it is no frame)."""
+    return _rgb(_as_bgr(frame))
+
+
 def _area(box: Box) -> int:
     top, right, bottom, left = box
     return max(0, bottom - top) * max(0, right - left)

@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 DEFAULT_OPENER = "hardware.camera:open_camera"
 TRACK_IOU = 0.3
 READ_RETRIES = 3  # a live camera may miss a frame; an empty stage answers None at once
+DEFAULT_WAIT_S = 3.0  # HALL_AGENT_FACE_WAIT_S: a member looks up from the reader within it
+WAIT_LOOK_S = 0.05  # while a tap waits, look as often as this: a blink lasts 0.1-0.4 s
 WATCH_INTERVAL_S = 0.2  # how often the supervisor looks at the process (a verify notices a death at once)
 # Presence: a face counts as there from the first look that shows it (the idle screen's "look at
 # the camera" must go at once), and as gone after this many looks without one (0.6 s at 0.2 s a
@@ -110,6 +112,8 @@ class FaceWorker:
         qr_gone_s: float = 2.0,
         on_presence: Callable[[bool], None] | None = None,
         presence_gone_looks: int = PRESENCE_GONE_LOOKS,
+        liveness: bool = True,
+        wait_s: float = DEFAULT_WAIT_S,
     ) -> None:
         """`opener` is "module:function" taking the source string and returning a camera with
         .read() -> BGR ndarray | None and .release(); it is imported inside the worker.
@@ -117,7 +121,9 @@ class FaceWorker:
         text the camera sees; a text fires again only after `qr_gone_s` out of view.
         `on_presence(seen)`, when given, is called (from a thread of this process) when a usable
         face comes into view (True) or leaves it (False, after `presence_gone_looks` looks without
-        one), only on change; the first call says what the camera sees after (re)start."""
+        one), only on change; the first call says what the camera sees after (re)start.
+        `liveness`: refuse (NOT_LIVE) a face without evidence of a live person (edge_agent.face.liveness).
+        `wait_s`: how long verify keeps looking for a usable (and, with liveness, live) face."""
         self.config = {
             "camera_source": camera_source,
             "threshold": threshold,
@@ -129,7 +135,9 @@ class FaceWorker:
             "qr_gone_s": qr_gone_s,
             "presence": on_presence is not None,
             "presence_gone_looks": presence_gone_looks,
+            "liveness": liveness,
         }
+        self.wait_s = wait_s
         self.on_qr = on_qr
         self.on_presence = on_presence
         self._presence: bool | None = None  # last value handed to on_presence
@@ -193,13 +201,17 @@ class FaceWorker:
             self._supervisor = threading.Thread(target=self._supervise, name="hall-face-supervisor", daemon=True)
             self._supervisor.start()
 
-    def verify(self, templates: list[list[float]], timeout: float = 5.0, *, not_before: float | None = None) -> FaceVerdict:
-        """Verdict on the face in front now against a member's templates (blocking, thread-safe)."""
+    def verify(self, templates: list[list[float]], timeout: float = 5.0, *, not_before: float | None = None,
+               wait_s: float | None = None) -> FaceVerdict:
+        """Verdict on the face looking at the camera against a member's templates (blocking,
+        thread-safe). The worker keeps looking for up to `wait_s` (default: the constructor's) for a
+        usable and, with liveness, live face; `timeout` is on top of that wait."""
         try:
             clean = [[float(x) for x in t] for t in templates]
         except (TypeError, ValueError) as e:
             raise FaceError(f"templates must be lists of numbers: {e}") from None
-        reply = self._ask("verify", clean, not_before, timeout=timeout)
+        wait = self.wait_s if wait_s is None else max(0.0, float(wait_s))
+        reply = self._ask("verify", clean, not_before, wait, timeout=timeout + wait)
         return FaceVerdict.from_dict(reply)
 
     def stats(self, timeout: float = 2.0) -> dict:
@@ -461,6 +473,7 @@ class _Worker:
         module, _, attr = config["opener"].partition(":")
         self.camera = getattr(importlib.import_module(module), attr)(config["camera_source"])
         try:
+            from edge_agent.face.liveness import Evidence, LivenessTrack
             from edge_agent.face.pipeline import FacePipeline, box_iou, load_models
 
             t = time.monotonic()
@@ -471,14 +484,19 @@ class _Worker:
             raise
         self.model_load_s = round(time.monotonic() - t, 3)
         self.box_iou = box_iou
+        self.new_live_track = LivenessTrack
+        self.no_evidence = Evidence(False, 0, 0.0, 0)
         self.config = config
         self.fresh_window_s = config["fresh_window_s"]
         self.latest: _Look | None = None
         self.cached: _Look | None = None
         self.tracks = 0
         self.previous_request_at = 0.0
+        self.liveness = bool(config.get("liveness"))
+        self.live_track: LivenessTrack | None = None  # the evidence of the current track (liveness on)
+        self.live_track_id = -1
         self.counters = dict(frames_read=0, frames_missing=0, looks=0, encodings=0, verifies=0,
-                             cache_hits=0, fresh_encodings=0, errors=0)
+                             cache_hits=0, fresh_encodings=0, errors=0, waits=0, liveness_looks=0, liveness_ms=0.0)
         self.last_error = ""
         self.events = events
         self.presence = _Presence(config.get("presence_gone_looks", PRESENCE_GONE_LOOKS)) \
@@ -525,12 +543,34 @@ class _Worker:
         if obs.ok and not same:
             self.tracks += 1
         self.latest = _Look(obs, captured_at, self.tracks if obs.ok else -1, frame)
+        if self.liveness and obs.ok:
+            self.gather_liveness(self.latest)
         self.tell_presence(obs.ok)
         return self.latest
 
     def tell_presence(self, seen: bool) -> None:
         if self.presence is not None and (change := self.presence.see(seen)) is not None:
             self.events.send(("presence", change))
+
+    def gather_liveness(self, look: _Look) -> None:
+        from edge_agent.face.liveness import landmarks
+        from edge_agent.face.pipeline import rgb_frame
+
+        if look.track != self.live_track_id:
+            self.live_track, self.live_track_id = self.new_live_track(), look.track
+        start = time.perf_counter()
+        self.live_track.add(landmarks(rgb_frame(look.frame), look.observation.box), look.captured_at)
+        self.counters["liveness_looks"] += 1
+        self.counters["liveness_ms"] += 1000 * (time.perf_counter() - start)
+
+    def evidence(self, track: int) -> Any:
+        """The liveness evidence of `track`: None when liveness is off, none at all for a track that
+        is not the current one (its evidence went with it)."""
+        if not self.liveness:
+            return None
+        if track != self.live_track_id or self.live_track is None:
+            return self.no_evidence
+        return self.live_track.evidence()
 
     def encode(self, look: _Look) -> _Look:
         encoded = _Look(self.pipeline.encode(look.frame, look.observation), look.captured_at, look.track)
@@ -558,28 +598,63 @@ class _Worker:
             self.counters["qr_seen"] += 1
             self.events.send(("qr", text))
 
-    def verify(self, templates: list[list[float]], not_before: float | None) -> dict:
+    def verify(self, templates: list[list[float]], not_before: float | None, wait_s: float = 0.0) -> dict:
         start = time.perf_counter()
         self.counters["verifies"] += 1
         pipe = self.pipeline
         if not templates:
             return FaceVerdict(FaceStatus.NO_TEMPLATE, None, pipe.threshold, 0, time.perf_counter() - start, None).to_dict()
         now = time.time()
-        look = self.look(READ_RETRIES)
-        if look is None:
-            return FaceVerdict(FaceStatus.NO_CAMERA, None, pipe.threshold, 0, time.perf_counter() - start, None).to_dict()
+        deadline = time.monotonic() + wait_s
         c, previous = self.cached, self.previous_request_at
         self.previous_request_at = now
-        if (look.observation.ok and c is not None and c.track == look.track
-                and now - c.captured_at <= self.fresh_window_s and c.captured_at > previous
-                and (not_before is None or c.captured_at >= not_before)):
-            self.counters["cache_hits"] += 1
-            verdict = pipe.verify(c.observation, templates, encoding_age_s=max(now - c.captured_at, 1e-6))
-        else:
-            used = self.encode(look) if look.observation.ok else look
-            if look.observation.ok:
+
+        def cache_usable(track: int | None) -> bool:
+            """The pre-encoding may answer: its track (the same as the frame's, when the frame shows
+            one), seen at most fresh_window_s ago, after the previous tap and not_before."""
+            return (c is not None and (track is None or c.track == track)
+                    and time.time() - c.captured_at <= self.fresh_window_s and c.captured_at > previous
+                    and (not_before is None or c.captured_at >= not_before))
+
+        def live(track: int) -> bool:
+            ev = self.evidence(track)
+            return ev is None or ev.live  # None: liveness is off
+
+        look = self.look(READ_RETRIES)
+        used: _Look | None = None
+        while True:
+            if look is None:
+                return FaceVerdict(FaceStatus.NO_CAMERA, None, pipe.threshold, 0, time.perf_counter() - start, None).to_dict()
+            if look.observation.ok and (live(look.track) or time.monotonic() >= deadline):
+                break
+            if not look.observation.ok and cache_usable(None) and live(c.track):
+                # the member looked at the camera just before tapping and now looks at the reader
+                used = c
+                break
+            if time.monotonic() >= deadline:
+                break
+            self.counters["waits"] += 1
+            time.sleep(WAIT_LOOK_S)
+            look = self.look(READ_RETRIES)
+        if used is None and look.observation.ok:
+            if cache_usable(look.track):
+                used = c
+            else:
+                used = self.encode(look)
                 self.counters["fresh_encodings"] += 1
+        if used is None:  # no usable face came within the wait: its status is the verdict
+            verdict = pipe.verify(look.observation, templates)
+            return replace(verdict, elapsed_s=time.perf_counter() - start).to_dict()
+        if used is c:
+            self.counters["cache_hits"] += 1
+            verdict = pipe.verify(c.observation, templates, encoding_age_s=max(time.time() - c.captured_at, 1e-6))
+        else:
             verdict = pipe.verify(used.observation, templates)
+        evidence = self.evidence(used.track)
+        if evidence is not None:
+            # a photo of anyone is refused as a photo; the distance stays in the verdict for the record
+            status = verdict.status if evidence.live or not used.observation.ok else FaceStatus.NOT_LIVE
+            verdict = replace(verdict, status=status, liveness=evidence.measure())
         return replace(verdict, elapsed_s=time.perf_counter() - start).to_dict()
 
     def stats(self) -> dict:

@@ -31,7 +31,7 @@ def stage(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def worker(stage: Path):
-    w = FaceWorker(camera_source=f"still:{stage}", observe_interval_s=0.1, fresh_window_s=1.0)
+    w = FaceWorker(camera_source=f"still:{stage}", observe_interval_s=0.1, fresh_window_s=1.0, liveness=False)
     w.start(timeout=60)
     yield w
     w.stop()
