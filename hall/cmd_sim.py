@@ -28,9 +28,19 @@ def _control_url(explicit: str | None) -> str:
 
 def _photo(face: str | None) -> str | None:
     """--face as the demo needs it: checked here (the user sees their own mistake), and absolute,
-    since the demo may run from another directory."""
+    since the demo may run from another directory. 'live' is the shared clip's live man."""
     if face is None or face in SPECIAL_FACES:
         return face
+    if face == LIVE_FACE:
+        from edge_agent.face.sample_media import live_clip_segment
+        from edge_agent.face.verdicts import FaceError
+        from hall.demo_data import faces_dir
+
+        try:
+            return str(live_clip_segment(faces_dir(), MEDIA_DIR).resolve())
+        except FaceError as e:
+            click.echo(f"hall sim: {e} (set HALL_FACES_DIR)", err=True)
+            sys.exit(2)
     path = Path(face).expanduser()
     if not path.is_file():
         click.echo(f"hall sim: no photo at {face}" + ("" if path.exists() else " (no such file)"), err=True)
@@ -57,10 +67,13 @@ def _post(control: str | None, path: str, payload: dict) -> None:
 
 
 SPECIAL_FACES = ("none", "off")  # hall/sim_rig.py EMPTY_SCENE, CAMERA_OFF
+LIVE_FACE = "live"
+MEDIA_DIR = Path("var/demo/media")  # the live clip's segment, cut once
 control_option = click.option("--control", default=None, help="control URL of the demo (default: from var/demo/sim.json)")
 face_option = click.option("--face", default=None,
-                           help="photo the camera shows (default: the member's own probe photo); 'none' for an empty "
-                                "scene (the camera works and sees no face), 'off' for a camera that gives no frames")
+                           help="photo or video the camera shows (default: the member's own probe photo); 'live' for the "
+                                "shared clip's live man (a video: with liveness on, a still photo is refused); 'none' for "
+                                "an empty scene (the camera works and sees no face), 'off' for a camera that gives no frames")
 
 
 @click.group()

@@ -68,3 +68,28 @@ def test_face_off_simulates_a_camera_that_gives_no_frames(rig):
 def test_help_describes_none_and_off():
     shown = " ".join(CliRunner().invoke(main, ["sim", "tap", "--help"]).output.split())
     assert "'none' for an empty scene" in shown and "'off' for a camera that gives no frames" in shown
+    assert "'live' for the shared clip's live man" in shown
+
+
+def test_face_live_plays_the_live_man_on_the_stage(rig, faces_dir, tmp_path, monkeypatch):
+    # With liveness on, only a moving live face checks in: the stage plays the shared clip's close-up.
+    import time
+
+    import numpy as np
+
+    r, url = rig
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HALL_FACES_DIR", str(faces_dir))
+    result = sim("tap", "--card", "04A1B2C3D4E5F6", "--face", "live", "--control", url)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["face"].endswith("live-close-up.mp4")
+    camera = StillCamera(r.stage_path)
+    try:
+        first = camera.read()
+        assert first is not None
+        deadline = time.monotonic() + 10
+        while np.array_equal(camera.read(), first) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not np.array_equal(camera.read(), first), "the stage shows a still, not the live clip"
+    finally:
+        camera.release()
