@@ -149,6 +149,8 @@ Simulate (in another terminal, from this folder):
   .venv/bin/hall sim scan '{demo_data.MEMBERS[2].qr()}'
   .venv/bin/hall sim garbage --hex 00ff05fbd44a0101   # broken frame on the reader line
 Members: {", ".join(f"{m.name} ({m.card})" for m in demo_data.MEMBERS)}
+Secretary override: secretary {demo_data.SECRETARY.name} (card {demo_data.SECRETARY.card}), chair {demo_data.CHAIR.name} (card {demo_data.CHAIR.card}), PIN {demo_data.DEMO_PIN}
+  try it: the Biden/Obama tap above → press "Thư ký xác nhận" on the kiosk page → .venv/bin/hall sim tap --card {demo_data.SECRETARY.card} → type {demo_data.DEMO_PIN} on the page's PIN pad
 """, nl=True)
         sys.stdout.flush()
         deadline = time.monotonic() + run_for if run_for else None

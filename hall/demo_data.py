@@ -44,6 +44,9 @@ MEMBERS = [
     DemoMember("M005", "Alex Lacamoire", OTHER_CELL, "04E5F60718293A", "027075033333", "19101975", "Nam", "alex_lacamoire/img1.jpg", "alex_lacamoire/img1.jpg"),
 ]
 UNKNOWN_CARD = "04FFFFFFFFFF01"
+# The demo meeting's officers, who may confirm a member whose face check fails (the secretary override).
+SECRETARY, CHAIR = MEMBERS[3], MEMBERS[2]  # Rose Leslie, Kit Harington
+DEMO_PIN = "246810"  # both officers' PIN in the demo (printed by `hall demo`); never a real one
 
 
 def faces_dir() -> Path:
@@ -63,7 +66,8 @@ def meeting_now(now: datetime | None = None) -> dict:
 
 
 def seed_central(store, box, faces: Path, device_public_keys: list[str], *, now: datetime | None = None) -> str:
-    """Load the demo hall, cells, members (with face templates) and today's meeting; register kiosks.
+    """Load the demo hall, cells, members (with face templates) and today's meeting with its secretary
+    and chair (PIN ``DEMO_PIN``); register kiosks.
 
     Returns the meeting id.
     """
@@ -78,6 +82,11 @@ def seed_central(store, box, faces: Path, device_public_keys: list[str], *, now:
     meeting = meeting_now(now)
     registry.add_meeting(store, meeting["meeting_id"], cell=meeting["cell"], hall=meeting["hall"],
                          title=meeting["title"], starts=meeting["starts"], ends=meeting["ends"])
+    from central import officers
+
+    officers.set_officers(store, meeting["meeting_id"], secretary=SECRETARY.id, chair=CHAIR.id)
+    for officer in (SECRETARY, CHAIR):
+        officers.set_pin(store, officer.id, DEMO_PIN)
     # The hall also hosts the other cell (tomorrow), so its members are on this kiosk's roster
     # and a tap today is told "another cell" rather than "unknown card".
     registry.add_meeting(store, "MEET-TAY-" + meeting["starts"].strftime("%Y%m%d"), cell=OTHER_CELL, hall=HALL,
