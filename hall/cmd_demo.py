@@ -91,7 +91,8 @@ def demo(data_dir: Path, faces: Path | None, central_port: int, kiosk_port: int,
         kiosk = DeviceIdentity(data_dir / "kiosk")
         store = open_store(csettings.data_dir)
         try:
-            meeting_id = demo_data.seed_central(store, central_keys.template_box(csettings.data_dir), faces, [kiosk.public_key])
+            meeting_id = demo_data.seed_central(store, central_keys.template_box(csettings.data_dir), faces, [kiosk.public_key],
+                                                media_dir=data_dir / "media")
             login_code = central_accounts.issue_login_link(store, ttl_s=3600)  # the banner's link: tokens stay out of URLs
         finally:
             store.close()
@@ -149,6 +150,8 @@ Simulate (in another terminal, from this folder):
   .venv/bin/hall sim scan '{demo_data.MEMBERS[2].qr()}'
   .venv/bin/hall sim garbage --hex 00ff05fbd44a0101   # broken frame on the reader line
 Members: {", ".join(f"{m.name} ({m.card})" for m in demo_data.MEMBERS)}
+Live member: {demo_data.LIVE_MEMBER.name} (card {demo_data.LIVE_MEMBER.card}), enrolled from a frame of the shared clip:
+  .venv/bin/hall sim tap --card {demo_data.LIVE_MEMBER.card} --face live   # the stage plays the clip → a live face, checked in
 Secretary override: secretary {demo_data.SECRETARY.name} (card {demo_data.SECRETARY.card}), chair {demo_data.CHAIR.name} (card {demo_data.CHAIR.card}), PIN {demo_data.DEMO_PIN}
   try it: the Biden/Obama tap above → press "Thư ký xác nhận" on the kiosk page → .venv/bin/hall sim tap --card {demo_data.SECRETARY.card} → type {demo_data.DEMO_PIN} on the page's PIN pad
 """, nl=True)

@@ -44,6 +44,10 @@ MEMBERS = [
     DemoMember("M005", "Alex Lacamoire", OTHER_CELL, "04E5F60718293A", "027075033333", "19101975", "Nam", "alex_lacamoire/img1.jpg", "alex_lacamoire/img1.jpg"),
 ]
 UNKNOWN_CARD = "04FFFFFFFFFF01"
+# The man of the shared clip's close-up, enrolled from one of its frames (edge_agent.face.sample_media):
+# with liveness on, the only member who checks in by face, when the stage plays the clip (`--face live`).
+LIVE_MEMBER = DemoMember("M006", "Trần Văn Sống", CELL, "04F60718293A4B", "027090044444", "01011990", "Nam",
+                         "scenes/short_hamilton_clip.mp4", "scenes/short_hamilton_clip.mp4")
 # The demo meeting's officers, who may confirm a member whose face check fails (the secretary override).
 SECRETARY, CHAIR = MEMBERS[3], MEMBERS[2]  # Rose Leslie, Kit Harington
 DEMO_PIN = "246810"  # both officers' PIN in the demo (printed by `hall demo`); never a real one
@@ -65,7 +69,8 @@ def meeting_now(now: datetime | None = None) -> dict:
     }
 
 
-def seed_central(store, box, faces: Path, device_public_keys: list[str], *, now: datetime | None = None) -> str:
+def seed_central(store, box, faces: Path, device_public_keys: list[str], *, now: datetime | None = None,
+                 media_dir: Path | None = None) -> str:
     """Load the demo hall, cells, members (with face templates) and today's meeting with its secretary
     and chair (PIN ``DEMO_PIN``); register kiosks.
 
@@ -79,6 +84,7 @@ def seed_central(store, box, faces: Path, device_public_keys: list[str], *, now:
     registry.add_cell(store, OTHER_CELL, "Chi bộ thôn Tây")
     for m in MEMBERS:
         enrol_member(store, box, member_id=m.id, name=m.name, cell=m.cell, photos=[faces / m.enrol], cccd=m.cccd, cards=[m.card])
+    _enrol_live_member(store, box, faces, media_dir)
     meeting = meeting_now(now)
     registry.add_meeting(store, meeting["meeting_id"], cell=meeting["cell"], hall=meeting["hall"],
                          title=meeting["title"], starts=meeting["starts"], ends=meeting["ends"])
@@ -95,6 +101,18 @@ def seed_central(store, box, faces: Path, device_public_keys: list[str], *, now:
     for key in device_public_keys:
         registry.add_device(store, key, HALL)
     return meeting["meeting_id"]
+
+
+def _enrol_live_member(store, box, faces: Path, media_dir: Path | None) -> None:
+    import tempfile
+
+    from central.enrolment import enrol_member
+    from edge_agent.face.sample_media import live_member_photo
+
+    m = LIVE_MEMBER
+    with tempfile.TemporaryDirectory() as scratch:  # the frame is only needed while enrolling
+        photo = live_member_photo(faces, media_dir or scratch)
+        enrol_member(store, box, member_id=m.id, name=m.name, cell=m.cell, photos=[photo], cccd=m.cccd, cards=[m.card])
 
 
 def default_faces(faces: Path) -> dict[str, Path]:
