@@ -5,9 +5,9 @@ Needs the shared face photos (HALL_FACES_DIR, default ../shared/faces).
 
 Media, each judged as the kiosk's worker judges (edge_agent.face.liveness.evaluate: one look
 every 0.2 s, the face tracked, the best 3 s window):
-- live: the shared clip's close-up (edge_agent.face.sample_media.live_clip_segment), whole, and
-  as separate trials its sliding 1.5 s windows (every 0.5 s) of the forward part: a member who
-  stands in front of the camera for 1.5 s;
+- live: the demo's live segment (edge_agent.face.sample_media.live_clip_segment), whole, and as
+  separate trials the sliding 1.5 s windows (every 0.5 s) of the shared clip's whole close-up
+  (frames 88-210, 2.94-7.0 s): a member who stands in front of the camera for 1.5 s;
 - spoof: every shared still (11 photos) as a still, and as generated videos of it moved
   (shift, roll, zoom), tilted (perspective swing) and shown on a phone (3 s each).
 Prints per medium its verdict and evidence, the live-acceptance and spoof-refusal rates with
@@ -28,10 +28,11 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 
 from edge_agent.face import liveness  # noqa: E402
-from edge_agent.face.sample_media import CLOSE_UP_FRAMES, live_clip_segment, spoof_video  # noqa: E402
+from edge_agent.face.sample_media import LIVE_CLIP, live_clip_segment, spoof_video  # noqa: E402
 from hall import demo_data  # noqa: E402
 
 WINDOW_S, STEP_S = 1.5, 0.5
+WHOLE_CLOSE_UP = (88, 210)  # frames of the shared clip: the close-up between its cuts
 SPOOFS = ("moved", "tilted", "phone")
 
 
@@ -79,10 +80,11 @@ def main() -> None:
     clip = live_clip_segment(faces, args.out)
     frames, fps = video_frames(clip)
     judge(clip.name, "live", frames, fps, live_rows)
-    forward = frames[:CLOSE_UP_FRAMES[1] - CLOSE_UP_FRAMES[0]]
+    forward = video_frames(faces / LIVE_CLIP)[0][WHOLE_CLOSE_UP[0]:WHOLE_CLOSE_UP[1]]
     size, step = round(WINDOW_S * fps), round(STEP_S * fps)
     for start in range(0, len(forward) - size + 1, step):
-        judge(f"{clip.name}[{start / fps:.1f}-{(start + size) / fps:.1f} s]", "live", forward[start:start + size], fps, live_rows)
+        at = (WHOLE_CLOSE_UP[0] + start) / fps
+        judge(f"{LIVE_CLIP.name}[{at:.1f}-{at + size / fps:.1f} s]", "live", forward[start:start + size], fps, live_rows)
 
     spoof_rows: list[dict] = []
     print("spoofs (the shared stills):")
