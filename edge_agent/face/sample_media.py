@@ -130,7 +130,7 @@ def _phone(photo: np.ndarray) -> np.ndarray:
     h, w = photo.shape[:2]
     screen = cv2.GaussianBlur(photo, (3, 3), 0).astype(np.float32)
     yy, xx = np.mgrid[0:h, 0:w]
-    screen *= (1.0 + 0.06 * np.sin((xx * 0.9 + yy * 0.35)))[..., None]  # the pixel grid beating with the camera's
+    screen *= (1.0 + 0.06 * np.sin(xx * 0.9 + yy * 0.35))[..., None]  # the pixel grid beating with the camera's
     bezel = max(12, w // 12)
     out = np.full((h + 2 * bezel, w + 2 * bezel, 3), 18, np.float32)
     out[bezel:bezel + h, bezel:bezel + w] = screen
