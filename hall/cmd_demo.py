@@ -142,18 +142,17 @@ Hall demo is running (Ctrl-C stops it).
   Central CLI   HALL_CENTRAL_DATA_DIR={data_dir / 'central'} .venv/bin/hall central …   (the demo's data)
   Media server  {f"rtmp://127.0.0.1:{rtmp_port}/hall (the kiosk streams the shared clip; recordings in {data_dir}/central/media)" if stream else "off"}
 
-Simulate (in another terminal, from this folder):
-  .venv/bin/hall sim tap --card {obama.card}                 # {obama.name}: face matches → checked in
-  .venv/bin/hall sim tap --card {demo_data.MEMBERS[1].card} --face {faces / 'obama/obama2.jpg'}   # Biden's card, Obama's face → rejected
+Simulate (in another terminal, from this folder). The kiosk checks liveness, so a still photo is refused:
+  .venv/bin/hall sim tap --card {demo_data.LIVE_MEMBER.card} --face live   # {demo_data.LIVE_MEMBER.name}: the stage plays the shared clip → live face → checked in
+  .venv/bin/hall sim tap --card {obama.card}                 # {obama.name}'s card before a photo of him → not a live person → refused
+  .venv/bin/hall sim tap --card {demo_data.MEMBERS[1].card} --face live   # Biden's card, the live man's face → face does not match
   .venv/bin/hall sim tap --card {demo_data.UNKNOWN_CARD}                 # unknown card
   .venv/bin/hall sim tap --card {alex.card}                 # member of another cell
-  .venv/bin/hall sim scan '{demo_data.MEMBERS[2].qr()}'
+  .venv/bin/hall sim scan '{demo_data.MEMBERS[2].qr()}'   # a CCCD's QR on the serial scanner
   .venv/bin/hall sim garbage --hex 00ff05fbd44a0101   # broken frame on the reader line
-Members: {", ".join(f"{m.name} ({m.card})" for m in demo_data.MEMBERS)}
-Live member: {demo_data.LIVE_MEMBER.name} (card {demo_data.LIVE_MEMBER.card}), enrolled from a frame of the shared clip:
-  .venv/bin/hall sim tap --card {demo_data.LIVE_MEMBER.card} --face live   # the stage plays the clip → a live face, checked in
+Members: {", ".join(f"{m.name} ({m.card})" for m in [*demo_data.MEMBERS, demo_data.LIVE_MEMBER])}
 Secretary override: secretary {demo_data.SECRETARY.name} (card {demo_data.SECRETARY.card}), chair {demo_data.CHAIR.name} (card {demo_data.CHAIR.card}), PIN {demo_data.DEMO_PIN}
-  try it: the Biden/Obama tap above → press "Thư ký xác nhận" on the kiosk page → .venv/bin/hall sim tap --card {demo_data.SECRETARY.card} → type {demo_data.DEMO_PIN} on the page's PIN pad
+  try it: a refused tap above → press "Thư ký xác nhận" on the kiosk page → .venv/bin/hall sim tap --card {demo_data.SECRETARY.card} → type {demo_data.DEMO_PIN} on the page's PIN pad
 """, nl=True)
         sys.stdout.flush()
         deadline = time.monotonic() + run_for if run_for else None
