@@ -71,6 +71,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "vi": "Thẻ này không phải của thư ký hay bí thư cuộc họp — mời thư ký hoặc bí thư chạm thẻ",
         "en": "This card is not the secretary's or the chair's — secretary or chair, please tap your card",
     },
+    "override_self": {
+        "vi": "Đồng chí không thể tự xác nhận cho chính mình — mời thư ký hoặc bí thư còn lại chạm thẻ",
+        "en": "You cannot confirm yourself — the other officer (secretary or chair), please tap your card",
+    },
     "override_pin": {"vi": "Đồng chí {officer}: mời nhập mã PIN", "en": "{officer}: enter your PIN"},
     "override_wrong_pin": {"vi": "PIN sai, còn {left} lần — mời nhập lại", "en": "Wrong PIN, {left} tries left — enter it again"},
     "override_locked": {

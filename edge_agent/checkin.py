@@ -303,6 +303,13 @@ class CheckinService:
         failed = desk.failed
         tapper = self._member_of(event)
         base = dict(member=failed.member.id, name=failed.member.name, meeting=failed.meeting.id)
+        if tapper is not None and tapper.id == failed.member.id:
+            # An officer whose own face failed is confirmed by the other officer, never by their own PIN:
+            # a card and a PIN alone (both of which can be lent) must not stand in for the face.
+            log.info("override for %s: an officer cannot confirm their own check-in", failed.member.id)
+            desk.stage = "officer"
+            self._ask("override_self", member=failed.member.name)
+            return self._note(Result(Outcome.OVERRIDE_NOT_OFFICER, **base))
         if tapper is None or not desk.is_officer(tapper):
             log.info("override for %s: card of %s is not an officer's", failed.member.id, tapper.id if tapper else "nobody known")
             desk.stage = "officer"

@@ -209,6 +209,25 @@ def test_a_card_that_is_not_an_officers_is_refused_and_the_override_stays_pendin
     page.close()
 
 
+def test_an_officer_cannot_confirm_their_own_failed_check_but_the_other_officer_can(kiosks, chromium):
+    kiosk = kiosks()
+    page = open_page(chromium, kiosk)
+    kiosk.tap(SECRETARY)  # the secretary's own face check fails
+    screen(page, "face_mismatch")
+    page.click("#override-btn")
+    screen(page, "override_officer")
+    kiosk.tap(SECRETARY)
+    shown = screen(page, "override_self")
+    assert "tự xác nhận" in shown["vi"] and "cannot confirm yourself" in shown["en"]
+    assert kiosk.desk.stage == "officer" and not page.is_visible("#pinpad") and kiosk.outbox.depth() == 0
+    kiosk.tap(CHAIR)
+    screen(page, "override_pin")
+    type_pin(page, "1357")
+    screen(page, "override_accepted")
+    assert [(r.member, r.proof.override) for r in records(kiosk)] == [("S", "CH")]
+    page.close()
+
+
 def test_five_wrong_pins_lock_the_override_which_a_restart_does_not_undo(kiosks, chromium):
     kiosk = kiosks()
     page = open_page(chromium, kiosk)
