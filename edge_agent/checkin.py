@@ -371,7 +371,9 @@ class CheckinService:
     def _refuse_locked(self, base: dict[str, Any], officer: Any, until: float) -> Result:
         assert self.override is not None
         self._end_override()
-        shown = datetime.fromtimestamp(until, self.tz).strftime("%H:%M")
+        end, today = datetime.fromtimestamp(until, self.tz), datetime.fromtimestamp(self.override.lockouts.now(), self.tz)
+        # lockouts double up to a day: one that ends on another day names the day too
+        shown = end.strftime("%H:%M") if end.date() == today.date() else end.strftime("%H:%M %d/%m")
         return self._finish_override(Result(Outcome.OVERRIDE_LOCKED, **base, extra={
             "until": shown, "attempts": str(self.override.lockouts.attempts), "officer": officer.name}))
 

@@ -34,6 +34,10 @@ OVERRIDABLE = ("face_mismatch", "no_template", "not_live", "no_face")
 PENDING_S = 60.0  # a pending override without progress (officer's tap, a PIN) ends after this long
 MAX_PIN_DIGITS = 8
 LOCKOUT_FILE = "override_lockouts.json"
+# Each lockout in a row lasts twice the one before (300 s, 600 s, …), up to a day, until a right PIN:
+# with a fixed 5 min a stolen officer card would try 1,440 PINs a day and find a 4-digit PIN in days;
+# doubling leaves it ~60 tries in the first day and 5 a day after.
+MAX_LOCKOUT_S = 86400.0
 _verifier = PasswordHasher()  # verify() reads the cost parameters from the hash itself
 
 
@@ -61,12 +65,17 @@ class PinLockouts:
         try:
             loaded = json.loads(self.path.read_text())
             if isinstance(loaded, dict):
-                self._state = {str(k): {"wrong": float(v.get("wrong", 0)), "until": float(v.get("until", 0))}
+                self._state = {str(k): {"wrong": float(v.get("wrong", 0)), "until": float(v.get("until", 0)),
+                                        "lockouts": float(v.get("lockouts", 0))}
                                for k, v in loaded.items() if isinstance(v, dict)}
         except FileNotFoundError:
             pass
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             log.error("PIN lockout file %s unreadable (%s): starting from no wrong attempts", self.path, exc)
+
+    def now(self) -> float:
+        """The wall clock lockouts are kept in."""
+        return self._now()
 
     def locked_until(self, officer: str) -> float | None:
         with self._lock:
@@ -76,13 +85,16 @@ class PinLockouts:
     def wrong(self, officer: str) -> tuple[int, float | None]:
         """Count a wrong PIN; returns (attempts left, lockout end or None)."""
         with self._lock:
-            entry = self._state.setdefault(officer, {"wrong": 0.0, "until": 0.0})
+            entry = self._state.setdefault(officer, {"wrong": 0.0, "until": 0.0, "lockouts": 0.0})
+            entry.setdefault("lockouts", 0.0)
             if entry["until"] and entry["until"] <= self._now():
-                entry.update(wrong=0.0, until=0.0)  # an ended lockout starts a fresh count
+                entry.update(wrong=0.0, until=0.0)  # an ended lockout starts a fresh count (of wrong PINs only)
             entry["wrong"] += 1
             left = max(0, self.attempts - int(entry["wrong"]))
             if left == 0:
-                entry["until"] = self._now() + self.lockout_s
+                length = min(MAX_LOCKOUT_S, self.lockout_s * 2 ** min(int(entry["lockouts"]), 32))
+                entry["until"] = self._now() + length
+                entry["lockouts"] += 1
             self._save()
             return left, (entry["until"] or None)
 
