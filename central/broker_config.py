@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract import DEFAULT_PREFIX, Kind, Topics
+from contract.topics import PUBLISHER
 
 from .errors import CentralError
 from .pki import CENTRAL_CN, CentralPki
@@ -97,14 +98,14 @@ def acl_text(store: Store, prefix: str = DEFAULT_PREFIX) -> str:
         f"user {CENTRAL_CN}",
     ]
     for kind in Kind:
-        mode = "write" if kind in (Kind.ACK, Kind.BUNDLE) else "read"
+        mode = "write" if PUBLISHER[kind] == "central" else "read"
         lines.append(f"topic {mode} {prefix}/+/{kind.value}")
     lines.append(f"topic write {topics.central_heartbeat()}")  # central's broker liveness check (central/broker_link.py)
     for row in store.rows("SELECT id FROM devices WHERE revoked_at IS NULL ORDER BY id"):
         device = row["id"]
         lines += ["", f"user {device}"]
         for kind in Kind:
-            mode = "write" if kind in (Kind.ATTENDANCE, Kind.STATUS) else "read"
+            mode = "write" if PUBLISHER[kind] == "device" else "read"  # only under its own id
             lines.append(f"topic {mode} {topics.topic(device, kind)}")
     return "\n".join(lines) + "\n"
 

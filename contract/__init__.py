@@ -1,5 +1,6 @@
 """The wire contract between kiosks and central. Both sides import only this."""
 
+from .attempts import AttemptBody, SignedAttempt, parse_attempt, sign_attempt, verify_attempt
 from .canonical import GENESIS_HASH, canonical_bytes, sha256_hex
 from .errors import ContractError, HallError, SignatureError
 from .keys import (
@@ -40,6 +41,11 @@ from .records import (
 from .topics import DEFAULT_PREFIX, QOS, RETAIN, Kind, Topics
 
 __all__ = [
+    "AttemptBody",
+    "SignedAttempt",
+    "parse_attempt",
+    "sign_attempt",
+    "verify_attempt",
     "DEFAULT_PREFIX",
     "GENESIS_HASH",
     "QOS",

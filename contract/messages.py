@@ -71,6 +71,17 @@ class StreamState(_Msg):
     oldest_kept: ShortText | None = Field(None, description="oldest local recording segment still on disk")
 
 
+class ReaderSeen(_Msg):
+    """When a reader last delivered an event (a tap, a scan), device time."""
+
+    reader: ShortText
+    last_event_at: ShortText | None = None
+
+
+MAX_READERS = 4
+MAX_THROTTLE_WORDS = 8
+
+
 class Status(_Msg):
     """Retained heartbeat of a device; the last will publishes ``state='offline'``.
 
@@ -96,6 +107,20 @@ class Status(_Msg):
     clock_synced: bool | None = None
     stream: StreamState | None = None
     faults: list[LongText] = Field(default_factory=list, max_length=MAX_FAULTS)
+    # Health (edge_agent/health_probe.py); each None where the kiosk cannot know it (e.g. not on a Pi).
+    memory_used_bytes: int | None = Field(None, ge=0)
+    memory_total_bytes: int | None = Field(None, ge=0)
+    throttled: int | None = Field(None, ge=0, description="the Pi firmware's get_throttled bits")
+    throttled_words: list[ShortText] | None = Field(None, max_length=MAX_THROTTLE_WORDS,
+                                                    description="those bits in words: under-voltage now, throttled has occurred…")
+    boot_count: int | None = Field(None, ge=0)
+    last_reboot: ShortText | None = Field(None, description="watchdog | not watchdog, when the watchdog says")
+    ip: ShortText | None = Field(None, description="address of the default route's interface")
+    camera_fps: float | None = Field(None, ge=0)
+    readers: list[ReaderSeen] | None = Field(None, max_length=MAX_READERS)
+    software: ShortText | None = Field(None, description="package version and git describe when known")
+    attempts_queued: int | None = Field(None, ge=0, description="refused attempts not yet delivered to central")
+    attempts_dropped: int | None = Field(None, ge=0, description="refused attempts dropped (oldest first) to stay bounded")
 
 
 class Member(_Msg):

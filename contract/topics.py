@@ -20,14 +20,16 @@ class Kind(str, Enum):
     ACK = "ack"  # central -> device, retained, highest seq stored with an unbroken chain
     STATUS = "status"  # device -> central, retained heartbeat; last will says offline
     BUNDLE = "bundle"  # central -> device, retained signed roster + schedule + templates
+    ATTEMPT = "attempt"  # device -> central, one signed refused check-in attempt per message (contract.attempts)
 
 
-QOS: dict[Kind, int] = {Kind.ATTENDANCE: 1, Kind.ACK: 1, Kind.STATUS: 1, Kind.BUNDLE: 1}
+QOS: dict[Kind, int] = {Kind.ATTENDANCE: 1, Kind.ACK: 1, Kind.STATUS: 1, Kind.BUNDLE: 1, Kind.ATTEMPT: 1}
 RETAIN: dict[Kind, bool] = {
     Kind.ATTENDANCE: False,
     Kind.ACK: True,
     Kind.STATUS: True,
     Kind.BUNDLE: True,
+    Kind.ATTEMPT: False,
 }
 # Who publishes each kind; a device publishes only under its own id.
 PUBLISHER: dict[Kind, str] = {
@@ -35,6 +37,7 @@ PUBLISHER: dict[Kind, str] = {
     Kind.ACK: "central",
     Kind.STATUS: "device",
     Kind.BUNDLE: "central",
+    Kind.ATTEMPT: "device",
 }
 
 
@@ -62,6 +65,9 @@ class Topics:
 
     def bundle(self, device: str) -> str:
         return self.topic(device, Kind.BUNDLE)
+
+    def attempt(self, device: str) -> str:
+        return self.topic(device, Kind.ATTEMPT)
 
     def central_heartbeat(self) -> str:
         """Central's own topic: it publishes QoS 1 here to learn whether the broker still answers (no one subscribes)."""

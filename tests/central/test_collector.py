@@ -88,10 +88,14 @@ def central(tmp_path, broker):
 
 def test_subscribes_to_exactly_the_contract_topics(central):
     # literal topics: comparing with the function the collector was built from could not fail
-    assert central.collector.subscriptions == [("hall/v1/+/attendance", 1), ("hall/v1/+/status", 1)]
+    assert central.collector.subscriptions == [("hall/v1/+/attendance", 1), ("hall/v1/+/status", 1), ("hall/v1/+/attempt", 1)]
     acl = broker_config.acl_text(central.store)
     central_rights = acl.split("\n\n")[0].splitlines()
-    assert {line.split()[2] for line in central_rights if line.startswith("topic read ")} == {"hall/v1/+/attendance", "hall/v1/+/status"}
+    assert {line.split()[2] for line in central_rights if line.startswith("topic read ")} == \
+        {"hall/v1/+/attendance", "hall/v1/+/status", "hall/v1/+/attempt"}
+    [kiosk_rights] = [block for block in acl.split("\n\n") if block.startswith(f"user {central.device.id}")]
+    assert sorted(line.split()[2] for line in kiosk_rights.splitlines() if line.startswith("topic write ")) == \
+        [f"hall/v1/{central.device.id}/{kind}" for kind in ("attempt", "attendance", "status")]
 
 
 def test_a_kiosk_subscribes_to_exactly_its_own_ack_and_bundle_and_receives_only_those(central, tmp_path):
