@@ -57,12 +57,13 @@ from contract import (
     sha256_hex,
     verify_key_from_text,
 )
+from contract.attempts import parse_attempt, verify_attempt
 from contract.errors import ContractError
 from contract.keys import b64d
 from contract.records import SignedRecord
 from contract.topics import Kind
 
-from . import rejection_log
+from . import attempts, rejection_log
 from .clock_placement import RECEIVED, ClockPlacer, Evidence, Placement, iso, parse_time
 from .record_validity import DEFAULT_EARLY_S, RecordValidity
 from .store import Store, utc_now
@@ -252,6 +253,9 @@ class Ingest:
         if kind is Kind.STATUS:
             self._status(topic, device, payload, retained)
             return None
+        if kind is Kind.ATTEMPT:
+            self._attempt(topic, device, payload)
+            return None
         return self._reject(topic, device, f"central does not accept {kind.value} messages", payload)
 
     def _reject(self, topic: str, device: str | None, reason: str, payload: bytes, *, alarm: bool = False) -> None:
@@ -405,6 +409,32 @@ class Ingest:
             record = parse_record(raw)
             if not self._append(topic, record, h, raw, sha256_hex(raw), raw, (held[1], None), now):
                 return
+
+    def _attempt(self, topic: str, topic_device: str, payload: bytes) -> None:
+        """A refused check-in (central/attempts.py): verified like a record, kept once, never acknowledged by
+        an ack (the broker's PUBACK after the commit is what lets the kiosk forget it)."""
+        try:
+            attempt = parse_attempt(payload)  # refuses an oversize payload before parsing it
+        except ContractError as exc:
+            self._reject(topic, topic_device, f"bad attempt: {exc}", payload)
+            return
+        key, problem, _ = self._registered(attempt.device)
+        if problem:
+            self._reject(topic, topic_device, problem, payload)
+            return
+        if attempt.device != topic_device:
+            self._reject(topic, topic_device, f"attempt of device {attempt.device} published on the topic of {topic_device}", payload)
+            return
+        try:
+            verify_attempt(key[0], attempt)  # type: ignore[index]
+        except ContractError as exc:
+            self._reject(topic, topic_device, f"bad attempt signature: {exc}", payload)
+            return
+        refused = attempts.store(self.store.db.conn, attempt, attempt.to_wire(), datetime.now(UTC))
+        if refused:
+            self._reject(topic, topic_device, refused, payload)
+            return
+        self.counts["attempts"] += 1
 
     def _status(self, topic: str, topic_device: str, payload: bytes, retained: bool) -> None:
         try:

@@ -186,6 +186,23 @@ def m006_officers_and_pins(db: Database) -> None:
     """)
 
 
+@migrations()
+def m007_attempts_and_health(db: Database) -> None:
+    """Refused check-in attempts from kiosks (central/attempts.py), one row per (device, seq), and the index
+    the outcome mix reads accepted check-ins through. A kiosk's health needs no table: the last status is
+    kept whole in ``device_status``, new fields included."""
+    _run(db, """
+    CREATE TABLE attempts (
+        device TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, outcome TEXT NOT NULL,
+        card_kind TEXT, card_ref TEXT, member TEXT, meeting TEXT, face_distance REAL, liveness TEXT,
+        device_wall TEXT NOT NULL, synced INTEGER NOT NULL, at TEXT NOT NULL, received_at TEXT NOT NULL,
+        body TEXT NOT NULL, PRIMARY KEY (device, seq));
+    CREATE INDEX attempts_device_at ON attempts(device, at);
+    CREATE INDEX attempts_at ON attempts(at);
+    CREATE INDEX records_device_placed ON records(device, placed_at)
+    """)
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

@@ -122,6 +122,7 @@ def create_app(
     app.state.public_origins = frozenset(filter(None, map(origin_of, public_origins)))
     for module in (session, meetings, devices, rejections, users, system):
         app.include_router(module.router)
+    app.include_router(devices.halls_router)
     page = PAGE.read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse, dependencies=[Public])

@@ -8,11 +8,17 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
-from ... import audit, device_state, registry
+from ... import attempts, audit, device_state, registry
 from ...errors import NotFound, RegistryError
 from ..deps import SQLITE_MAX_INT, StoreDep, Technician, Viewer, remote_of
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
+halls_router = APIRouter(prefix="/api/halls", tags=["devices"])
+# What a kiosk's status says about its health (edge_agent/health_probe.py), served as reported.
+HEALTH_FIELDS = ("memory_used_bytes", "memory_total_bytes", "throttled", "throttled_words", "boot_count", "last_reboot",
+                 "ip", "camera_fps", "readers", "software", "attempts_queued", "attempts_dropped", "disk_free_bytes",
+                 "temperature_c", "uptime_s")
+Days = Query(7, ge=1, le=attempts.MAX_DAYS, description="this many of the halls' local days, today included")
 
 
 @router.get("")
@@ -42,8 +48,27 @@ def list_devices(store: StoreDep, _: Viewer, request: Request) -> list[dict[str,
             "faults": status.get("faults", []),
             "stream": status.get("stream"),
             "clock_synced": status.get("clock_synced"),
+            "health": {k: status.get(k) for k in HEALTH_FIELDS},
         })
     return out
+
+
+@router.get("/{device}/outcomes")
+def device_outcomes(device: str, store: StoreDep, _: Viewer, days: int = Days) -> dict[str, Any]:
+    """Check-in outcomes of one kiosk per day: refused attempts by outcome, and accepted check-ins from its records."""
+    return {"device": device, **attempts.outcome_mix(store, days=days, device=device)}
+
+
+@router.get("/{device}/attempts")
+def device_attempts(device: str, store: StoreDep, _: Viewer, limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
+    """A kiosk's latest refused attempts, newest first (member ids, never names or cards)."""
+    return attempts.recent(store, device, limit=limit)
+
+
+@halls_router.get("/{hall}/outcomes")
+def hall_outcomes(hall: str, store: StoreDep, _: Viewer, days: int = Days) -> dict[str, Any]:
+    """The outcome mix of every kiosk of a hall together, per day."""
+    return {"hall": hall, **attempts.outcome_mix(store, days=days, hall=hall)}
 
 
 @router.get("/{device}/records")
