@@ -123,6 +123,10 @@ class CheckinService:
         # One step at a time: a tap, the override button, a PIN. A PIN typed while a tap is being
         # decided waits for it, and the screen never shows two flows at once.
         self._flow = asyncio.Lock()
+        # Told (result, the card event being handled) of every result as it is finished: the agent queues the
+        # refusals for central (edge_agent/attempts.py). It must return at once.
+        self.on_result: Any = None
+        self._event: Any = None
 
     def submit(self, event: Any) -> None:
         """Thread-safe entry for reader callbacks is loop.call_soon_threadsafe(service.submit, event)."""
@@ -141,6 +145,7 @@ class CheckinService:
 
     async def handle(self, event: Any) -> Result:
         async with self._flow:
+            self._event = event
             if self._idle_task:
                 self._idle_task.cancel()
             try:
@@ -243,6 +248,8 @@ class CheckinService:
     def _finish(self, result: Result) -> None:
         self.results.append(result)
         del self.results[:-100]
+        if self.on_result:
+            self.on_result(result, self._event)
         fields = dict(result.extra)
         if result.outcome is Outcome.ALREADY and result.meeting and result.member:
             fields["time"] = self._checkin_time(result.meeting, result.member)
@@ -385,6 +392,8 @@ class CheckinService:
     def _note(self, result: Result) -> Result:
         self.results.append(result)
         del self.results[:-100]
+        if self.on_result:
+            self.on_result(result, self._event)
         return result
 
     def _ask(self, screen: str, **fields: str) -> None:

@@ -18,11 +18,14 @@ import uvicorn
 
 from contract import Status, Topics, verify_key_from_text
 from contract.errors import HallError
+from contract.messages import ReaderSeen
 
+from .attempts import AttemptQueue
 from .checkin import CheckinService
 from .clock import SystemClock, iso
 from .display import Display
 from .errors import AgentError, BundleRejected
+from .health_probe import HealthProbe
 from .identity import DeviceIdentity
 from .kiosk_page import HallScreen, create_app
 from .outbox import Outbox
@@ -33,6 +36,8 @@ from .settings import AgentSettings
 from .uplink import Uplink
 
 log = logging.getLogger("edge_agent.service")
+# Which reader delivered a card event of each kind (the status says when each was last heard from).
+READER_OF_KIND = {"member_card": "card_reader", "cccd_qr": "qr_scanner", "cccd_camera": "camera_qr"}
 
 VERSION = "0.1.0"
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
@@ -87,6 +92,9 @@ class Agent:
                              max_pages=int(settings.outbox_max_mb * 1024 * 1024 / 4096))
         self.roster = Roster(data_dir=settings.data_dir, device_key=self.identity.signing_key,
                              central_key=self.central_key, storage_box=self.identity.storage_box)
+        self.attempts = AttemptQueue(Path(settings.data_dir) / "attempts.sqlite3", signing_key=self.identity.signing_key)
+        self.health = HealthProbe(Path(settings.data_dir))
+        self.reader_seen: dict[str, str] = {}  # reader -> device time of its last event
         self.face = face
         self.signals = signals
         self._card_port, self._qr_port = card_port, qr_port
@@ -104,7 +112,7 @@ class Agent:
             outbox=self.outbox, device_id=self.identity.device_id, central_key=self.central_key,
             host=settings.mqtt_host, port=settings.mqtt_port, topics=Topics(settings.topic_prefix),
             status=self.status, on_bundle=self._on_bundle, keepalive=settings.mqtt_keepalive,
-            window=settings.send_window,
+            window=settings.send_window, attempts=self.attempts,
             tls=(str(settings.mqtt_tls_ca), str(settings.mqtt_tls_cert), str(settings.mqtt_tls_key))
             if settings.mqtt_tls_ca and settings.mqtt_tls_cert and settings.mqtt_tls_key else None,
         )
@@ -194,7 +202,15 @@ class Agent:
 
     def _from_thread(self, event: Any) -> None:
         assert self.loop and self.checkin
+        self.reader_seen[READER_OF_KIND.get(event.kind, event.kind)] = iso(self.clock.now())
         self.loop.call_soon_threadsafe(self.checkin.submit, event)
+
+    def _note_attempt(self, result: Any, event: Any) -> None:
+        """From the check-in flow, on the event loop: queue a refusal for central without waiting for anything."""
+        try:
+            self.attempts.note(result, event, self.clock.reading())
+        except Exception:  # a statistic lost must never cost a check-in its screen
+            log.exception("could not note a refused attempt")
 
     # -- status -----------------------------------------------------------------------
 
@@ -230,7 +246,27 @@ class Agent:
             bundle_version=self.roster.version, disk_free_bytes=shutil.disk_usage(self.settings.data_dir).free,
             temperature_c=read_temperature(), clock_synced=self.clock.synced(), faults=self.current_faults(),
             stream=self.streamer.stream_state() if self.streamer else None,
+            **self.health.snapshot(), camera_fps=self._camera_fps(), readers=self._readers(),
+            attempts_queued=self.attempts.depth(), attempts_dropped=self.attempts.dropped(),
         )
+
+    def _camera_fps(self) -> float | None:
+        stats = getattr(self.face, "stats", None)
+        if stats is None or not getattr(self.face, "alive", False):
+            return None
+        try:
+            return self.health.camera_fps(stats(timeout=0.5))
+        except Exception:  # the worker is restarting or busy: no figure this time
+            return None
+
+    def _readers(self) -> list[ReaderSeen]:
+        names = [READER_OF_KIND["member_card"]] if self.settings.card_reader or self._card_port else []
+        if self.settings.qr_scanner or self._qr_port:
+            names.append(READER_OF_KIND["cccd_qr"])
+        if self.qr_camera:
+            names.append(READER_OF_KIND["cccd_camera"])
+        names += [n for n in self.reader_seen if n not in names]
+        return [ReaderSeen(reader=n, last_event_at=self.reader_seen.get(n)) for n in names[:4]]
 
     async def _health_loop(self) -> None:
         notify("READY=1")
@@ -260,6 +296,7 @@ class Agent:
             override=OverrideDesk(self.settings.data_dir, attempts=self.settings.override_pin_attempts,
                                   lockout_s=self.settings.override_lockout_s),
         )
+        self.checkin.on_result = self._note_attempt
         tasks: list[asyncio.Task[Any]] = []
         try:
             await asyncio.to_thread(self._open_hardware)
@@ -310,4 +347,5 @@ class Agent:
         if self.signals is not None and hasattr(self.signals, "close"):
             self.signals.close()
         self.outbox.close()
+        self.attempts.close()
         log.info("kiosk stopped: readers, uplink, stream and face worker stopped, outbox closed")

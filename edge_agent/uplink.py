@@ -18,11 +18,13 @@ from nacl.signing import VerifyKey
 from contract import QOS, RETAIN, Ack, Kind, Status, Topics, decode_signed, encode_status
 from contract.errors import ContractError
 
+from .attempts import AttemptQueue
 from .outbox import Outbox
 
 log = logging.getLogger("edge_agent.uplink")
 
 RESEND_AFTER_S = 10.0
+ATTEMPTS_IN_FLIGHT = 16  # refused attempts sent and not yet PUBACKed; records go first
 DUP_ACKS_RESEND = 3  # the same ack this many times in a row with records in flight: a gap at central  # no ack progress for this long with records in flight: send them again
 
 
@@ -43,6 +45,7 @@ class Uplink:
         status_interval_s: float = 15.0,
         client_factory: Callable[..., mqtt.Client] = mqtt.Client,
         tls: tuple[str, str, str] | None = None,
+        attempts: AttemptQueue | None = None,
     ):
         self.outbox, self.device_id, self.topics = outbox, device_id, topics
         self._central_key = central_key
@@ -58,6 +61,11 @@ class Uplink:
         self.last_ack_seq: int | None = None
         self.last_ack_at: float | None = None
         self.rejected_messages = 0
+        # Refused attempts (edge_agent/attempts.py): deleted from their queue on the broker's PUBACK.
+        self.attempts = attempts
+        self._attempt_mids: dict[int, int] = {}  # message id -> attempt seq, in flight
+        self._early_pubacks: set[int] = set()  # PUBACKs that arrived before publish() returned their mid
+        self._attempts_sent_upto = 0
         self.client = client_factory(
             callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
             client_id=f"kiosk-{device_id}",
@@ -78,7 +86,10 @@ class Uplink:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
         outbox.listeners.append(self.nudge)
+        if attempts is not None:
+            attempts.listeners.append(self.nudge)
         self._thread = threading.Thread(target=self._run, name="uplink-sender", daemon=True)
 
     # -- lifecycle ----------------------------------------------------------------
@@ -124,6 +135,8 @@ class Uplink:
             # Whatever was in flight before the break may be lost: resend from the ack.
             self._sent_upto = self.outbox.acked_seq()
             self._last_progress = time.monotonic()
+            # Attempts without a PUBACK may be lost with the old connection: send them again (central keeps one).
+            self._attempt_mids, self._early_pubacks, self._attempts_sent_upto = {}, set(), 0
             self._wake.notify_all()
         self.publish_status()
 
@@ -149,6 +162,21 @@ class Uplink:
         except Exception as exc:  # a bad message must never kill the network thread
             self.rejected_messages += 1
             log.warning("rejected message on %s: %s", message.topic, exc)
+
+    def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:
+        if self.attempts is None:
+            return
+        with self._wake:
+            seq = self._attempt_mids.pop(mid, None)
+            if seq is None:
+                if len(self._early_pubacks) < 4 * ATTEMPTS_IN_FLIGHT:  # also a record's or status's mid: bounded
+                    self._early_pubacks.add(mid)
+                return
+            self._wake.notify_all()
+        try:
+            self.attempts.delivered(seq)
+        except Exception:  # it is sent again later; central keeps one
+            log.exception("could not forget delivered attempt %d", seq)
 
     def _apply_ack(self, ack: Ack) -> None:
         if ack.seq > 0:
@@ -186,6 +214,7 @@ class Uplink:
             try:
                 if self.connected:
                     self._send_some()
+                    self._send_attempts()
                     if time.monotonic() >= next_status:
                         self.publish_status()
                         next_status = time.monotonic() + self._status_interval
@@ -212,3 +241,28 @@ class Uplink:
                 return  # not connected any more; on_connect resets the pointer
             with self._wake:
                 self._sent_upto = max(self._sent_upto, item.seq)
+
+    def _send_attempts(self) -> None:
+        if self.attempts is None:
+            return
+        with self._wake:
+            # Only a PUBACK racing the publish() below matters; older unknown ones (records', status') go.
+            self._early_pubacks.clear()
+            room, after = ATTEMPTS_IN_FLIGHT - len(self._attempt_mids), self._attempts_sent_upto
+        if room <= 0:
+            return
+        topic = self.topics.attempt(self.device_id)
+        for seq, payload in self.attempts.unsent(after, room):
+            info = self.client.publish(topic, payload, qos=QOS[Kind.ATTEMPT], retain=RETAIN[Kind.ATTEMPT])
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                return  # not connected any more; on_connect starts over
+            with self._wake:
+                self._attempts_sent_upto = max(self._attempts_sent_upto, seq)
+                if info.mid in self._early_pubacks:
+                    self._early_pubacks.discard(info.mid)
+                    early = True
+                else:
+                    self._attempt_mids[info.mid] = seq
+                    early = False
+            if early:
+                self.attempts.delivered(seq)
