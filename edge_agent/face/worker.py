@@ -222,7 +222,8 @@ class FaceWorker:
         if not self.alive:
             return own
         try:
-            theirs = self._ask("stats", timeout=timeout)
+            # Statistics never queue behind a tap (which may hold the pipe for the whole face wait).
+            theirs = self._ask("stats", timeout=timeout, queue_s=timeout)
         except WorkerError as e:
             return {**own, "stats_error": str(e)}
         return {**own, **theirs, "last_error": theirs.get("last_error") or self._last_error}
@@ -370,31 +371,40 @@ class FaceWorker:
             return WorkerRestarting(self._fault or "face worker restarting")
         return WorkerError(self._death_reason(what))
 
-    def _ask(self, kind: str, *args: Any, timeout: float) -> dict:
+    def _ask(self, kind: str, *args: Any, timeout: float, queue_s: float | None = None) -> dict:
+        """One request over the pipe. ``queue_s``: give up if another request (a tap waiting up to
+        wait_s for a live face) holds the pipe longer than this; None waits for it (a tap must be answered)."""
         if self._state in ("restarting", "down"):
             raise self._unavailable("the face worker is not running")
-        with self._lock:
-            if not self.alive:
-                raise self._unavailable("the face worker is not running")
-            self._next_id += 1
-            rid = self._next_id
-            try:
-                self._conn.send((kind, rid, *args))
-                deadline = time.monotonic() + timeout
-                while (left := deadline - time.monotonic()) > 0:
-                    if not self._conn.poll(left):
-                        break
-                    answer, answer_id, payload = self._conn.recv()
-                    if answer_id != rid:
-                        continue  # the late answer to a request that already timed out
-                    if answer == "error":
-                        raise FaceError(payload)
-                    return payload
-            except (EOFError, OSError, BrokenPipeError):
-                if self._proc is not None:
-                    self._proc.join(1)
-                raise self._unavailable("the face worker died") from None
-            raise WorkerError(f"the face worker did not answer {kind} within {timeout} s")
+        if not self._lock.acquire(timeout=-1 if queue_s is None else queue_s):
+            raise WorkerError(f"the face worker is busy with another request ({kind} not sent)")
+        try:
+            return self._ask_locked(kind, *args, timeout=timeout)
+        finally:
+            self._lock.release()
+
+    def _ask_locked(self, kind: str, *args: Any, timeout: float) -> dict:
+        if not self.alive:
+            raise self._unavailable("the face worker is not running")
+        self._next_id += 1
+        rid = self._next_id
+        try:
+            self._conn.send((kind, rid, *args))
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                if not self._conn.poll(left):
+                    break
+                answer, answer_id, payload = self._conn.recv()
+                if answer_id != rid:
+                    continue  # the late answer to a request that already timed out
+                if answer == "error":
+                    raise FaceError(payload)
+                return payload
+        except (EOFError, OSError, BrokenPipeError):
+            if self._proc is not None:
+                self._proc.join(1)
+            raise self._unavailable("the face worker died") from None
+        raise WorkerError(f"the face worker did not answer {kind} within {timeout} s")
 
     def _death_reason(self, what: str) -> str:
         code = None if self._proc is None else self._proc.exitcode

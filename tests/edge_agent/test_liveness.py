@@ -139,3 +139,21 @@ def test_a_member_who_looked_just_before_the_tap_is_judged_by_that_look(plain_wo
     show_face(stage, media["empty"])  # now looking at the reader
     verdict = worker.verify(templates["obama"], wait_s=0.0)
     assert verdict.status is FaceStatus.MATCH and verdict.encoding_age_s > 0
+
+
+def test_statistics_do_not_queue_behind_a_tap_waiting_for_a_face(plain_worker, media, templates):
+    """The kiosk's status asks the worker for its camera's frame rate every 15 s from the uplink thread; a
+    tap that waits up to wait_s for a live face holds the pipe, and the status (and the records sent beside
+    it) must not wait that long."""
+    worker, stage = plain_worker
+    look_away(worker, stage, media)
+    tap = threading.Thread(target=worker.verify, args=(templates["obama"],), kwargs={"wait_s": 3.0})
+    tap.start()
+    deadline = time.monotonic() + 10
+    while not worker._lock.locked() and time.monotonic() < deadline:  # the tap holds the pipe
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    stats = worker.stats(timeout=0.3)
+    assert time.monotonic() - t0 < 1.0 and "busy" in stats["stats_error"], stats
+    tap.join(15)
+    assert "stats_error" not in worker.stats(timeout=2.0)
