@@ -24,7 +24,7 @@ MAX_MONOTONIC_S = 1e9  # seconds since boot: about 31 years
 
 CardKind = Literal["member_card", "cccd_qr", "cccd_camera"]
 # The face check a secretary's override stood in for (checkin.Outcome values).
-OverrideReason = Literal["face_mismatch", "no_template", "not_live", "no_face"]
+OverrideReason = Literal["face_mismatch", "no_template", "not_live", "no_face", "no_camera", "face_down"]
 # Fields added after records were first signed: left out of the dump while unset, so a record from a
 # kiosk that predates them has the same canonical bytes (and signature) as before.
 _OMITTED_WHEN_NONE = ("override_reason",)

@@ -13,6 +13,15 @@ CATALOG: dict[str, dict[str, str]] = {
     },
     # The idle prompt while the camera sees no usable face (the face worker's presence callback).
     "idle_look": {"vi": "Mời đồng chí nhìn vào camera", "en": "Please look at the camera"},
+    # The idle prompt while face checking is not available (the face worker's fault).
+    "idle_face_restarting": {
+        "vi": "Hệ thống nhận diện đang khởi động lại — mời đồng chí chờ ít giây rồi chạm thẻ",
+        "en": "Face recognition is restarting — please wait a few seconds, then tap your card",
+    },
+    "idle_face_down": {
+        "vi": "Hệ thống nhận diện đang ngừng hoạt động — chạm thẻ, rồi thư ký hoặc bí thư xác nhận",
+        "en": "Face recognition is stopped — tap your card, then the secretary or chair confirms",
+    },
     "verifying": {
         "vi": "Đang xác minh khuôn mặt… Mời nhìn thẳng vào camera",
         "en": "Verifying your face… Please look at the camera",
@@ -34,8 +43,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Face recognition is restarting — please try again in a few seconds",
     },
     "face_down": {
-        "vi": "Hệ thống nhận diện đang ngừng hoạt động — mời đồng chí báo thư ký",
-        "en": "Face recognition is stopped — please tell the secretary",
+        "vi": "Hệ thống nhận diện đang ngừng hoạt động — mời thư ký hoặc bí thư xác nhận, và báo kỹ thuật viên",
+        "en": "Face recognition is stopped — the secretary or chair can confirm you; please tell the technician",
     },
     "system_error": {"vi": "Lỗi hệ thống — mời đồng chí báo thư ký", "en": "System error — please tell the secretary"},
     "not_live": {
@@ -67,19 +76,16 @@ CATALOG: dict[str, dict[str, str]] = {
         "vi": "Mời thư ký hoặc bí thư chi bộ chạm thẻ của mình để xác nhận",
         "en": "Secretary or chair: tap your own card to confirm",
     },
-    "override_not_officer": {
-        "vi": "Thẻ này không phải của thư ký hay bí thư cuộc họp — mời thư ký hoặc bí thư chạm thẻ",
-        "en": "This card is not the secretary's or the chair's — secretary or chair, please tap your card",
-    },
     "override_self": {
         "vi": "Đồng chí không thể tự xác nhận cho chính mình — mời thư ký hoặc bí thư còn lại chạm thẻ",
         "en": "You cannot confirm yourself — the other officer (secretary or chair), please tap your card",
     },
     "override_pin": {"vi": "Đồng chí {officer}: mời nhập mã PIN", "en": "{officer}: enter your PIN"},
-    "override_wrong_pin": {"vi": "PIN sai, còn {left} lần — mời nhập lại", "en": "Wrong PIN, {left} tries left — enter it again"},
+    "override_wrong_pin": {"vi": "PIN sai, còn {left} lần — mời nhập lại", "en": "Wrong PIN, attempts left: {left} — enter it again"},
+    # Only this officer is locked: the other officer can still confirm, so the member is sent to them.
     "override_locked": {
-        "vi": "Nhập sai PIN quá {attempts} lần — chức năng thư ký xác nhận bị khóa đến {until}. Mời liên hệ cán bộ kỹ thuật",
-        "en": "Wrong PIN {attempts} times — secretary confirmation is locked until {until}. Please contact the technician",
+        "vi": "Đồng chí {officer} đã nhập sai PIN {attempts} lần — tạm khóa đến {until}. Mời thư ký hoặc bí thư còn lại xác nhận",
+        "en": "{officer}: wrong PIN {attempts} times — locked until {until}. The other officer (secretary or chair) can confirm",
     },
     "override_no_pin": {
         "vi": "Đồng chí {officer} chưa có mã PIN — mời liên hệ cán bộ kỹ thuật",

@@ -150,7 +150,13 @@ class CheckinService:
                 self._idle_task.cancel()
             try:
                 if self.override and self.override.stage in ("officer", "pin"):
-                    return await self._officer_card(event)
+                    if self._is_officer_tap(event):
+                        return await self._officer_card(event)
+                    # Anyone else's card (the member trying again, the next member in line) is their own
+                    # check-in: a pending override must never hold the queue of members at the desk.
+                    log.info("override for %s abandoned: the next card is not an officer's",
+                             self.override.failed.member.id if self.override.failed else "?")
+                    self._end_override()
                 result = await self._decide(event)
             except Exception as exc:
                 # A bug or a broken part, not the member's face: say so, and keep the traceback for the technician.
@@ -161,6 +167,14 @@ class CheckinService:
                 result = Result(Outcome.SYSTEM_ERROR, detail=f"{type(exc).__name__}: {exc}")
             self._finish(result)
             return result
+
+    def _is_officer_tap(self, event: Any) -> bool:
+        """The card of the pending override's secretary or chair (their own failed check included:
+        _officer_card tells them the other officer must confirm)."""
+        desk = self.override
+        tapper = self._member_of(event)
+        return bool(desk and desk.failed and tapper is not None
+                    and tapper.id in (desk.failed.meeting.secretary, desk.failed.meeting.chair))
 
     def _member_of(self, event: Any) -> Any:
         if event.kind == "member_card":
@@ -217,7 +231,8 @@ class CheckinService:
             return Result(Outcome.FACE_RESTARTING, **base, detail=str(exc))
         except WorkerDown as exc:
             log.error("face check of %s not made: %s", member.id, exc)
-            return Result(Outcome.FACE_DOWN, **base, detail=str(exc))
+            return Result(Outcome.FACE_DOWN, **base, detail=str(exc),
+                          failed=Failed(member, meeting, Outcome.FACE_DOWN.value, kind))
         except (WorkerError, FaceError) as exc:
             log.error("face worker failed: %s", exc)
             return Result(Outcome.FACE_ERROR, **base, detail=str(exc))
@@ -259,7 +274,8 @@ class CheckinService:
             self.override.clear()  # a new verdict replaces the earlier one's offer
         self.display.show(
             result.outcome.value,
-            tone="ok" if ok else "bad",
+            # Restarting is a wait, not a refusal of the member: the spinner, not the red cross.
+            tone="ok" if ok else "busy" if result.outcome is Outcome.FACE_RESTARTING else "bad",
             name=result.name,
             # Result.detail is for the log and the technician (English, technical): the member reads the catalog line.
             detail=result.extra.get("meeting_title"),
@@ -316,11 +332,6 @@ class CheckinService:
             log.info("override for %s: an officer cannot confirm their own check-in", failed.member.id)
             desk.stage = "officer"
             self._ask("override_self", member=failed.member.name)
-            return self._note(Result(Outcome.OVERRIDE_NOT_OFFICER, **base))
-        if tapper is None or not desk.is_officer(tapper):
-            log.info("override for %s: card of %s is not an officer's", failed.member.id, tapper.id if tapper else "nobody known")
-            desk.stage = "officer"
-            self._ask("override_not_officer", member=failed.member.name)
             return self._note(Result(Outcome.OVERRIDE_NOT_OFFICER, **base))
         until = desk.lockouts.locked_until(tapper.id)
         if until is not None:

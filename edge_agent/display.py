@@ -20,6 +20,7 @@ class Display:
         self.recent: deque[dict[str, Any]] = deque(maxlen=history)
         self.health: dict[str, Any] = {}
         self.face_seen: bool | None = None  # None: the face worker does not say
+        self.face_state: str | None = None  # None (working), "restarting" or "down": from the worker's fault
         self.show("idle")
 
     def show(self, screen: str, *, tone: str = "neutral", name: str | None = None, detail: str | None = None,
@@ -28,7 +29,12 @@ class Display:
         (None, "offer": its button, "officer": waiting for a card, "pin": the PIN pad)."""
         # Idle without a face in view asks the member to look at the camera first: the decision is
         # taken on a face that was looking.
-        text_key = "idle_look" if screen == "idle" and self.face_seen is False else screen
+        text_key = screen
+        if screen == "idle" and self.face_state in ("restarting", "down"):
+            # Tell members before they tap, in words, that face checking is not available now.
+            text_key = "idle_face_" + self.face_state
+        elif screen == "idle" and self.face_seen is False:
+            text_key = "idle_look"
         self.state = {
             "screen": screen,
             "tone": tone,  # neutral | busy | ok | bad | ask (the override waiting for its officer)
@@ -49,6 +55,15 @@ class Display:
         if seen == self.face_seen:
             return
         self.face_seen = seen
+        if self.state.get("screen") == "idle":
+            self.show("idle")
+
+    def set_face_state(self, state: str | None) -> None:
+        """None while the face worker works, else "restarting" or "down"; call on the event loop.
+        Changes the idle prompt only."""
+        if state == self.face_state:
+            return
+        self.face_state = state
         if self.state.get("screen") == "idle":
             self.show("idle")
 

@@ -159,7 +159,7 @@ def create_app(display: Display, *, main_room_hls_url: str = "", hall: HallScree
             pin = json.loads(body).get("pin")
         except (ValueError, AttributeError):
             pin = None
-        if not isinstance(pin, str) or not PIN_RE.match(pin):
+        if not isinstance(pin, str) or not PIN_RE.fullmatch(pin):  # fullmatch: "$" would let "1234\n" through
             return JSONResponse({"error": "expected {\"pin\": \"1-8 digits\"}"}, status_code=400)
         if checkin is None:
             return JSONResponse({"result": "not_pending"}, status_code=409)

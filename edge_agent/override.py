@@ -28,9 +28,11 @@ from .identity import write_file_atomically
 
 log = logging.getLogger("edge_agent.override")
 
-# The face checks an officer may stand in for (checkin.Outcome values): the member is there,
-# the machine could not confirm the face. Several faces, too far, a broken camera are not among them.
-OVERRIDABLE = ("face_mismatch", "no_template", "not_live", "no_face")
+# The face checks an officer may stand in for (checkin.Outcome values): the member is there and the
+# machine could not confirm the face, or cannot check faces at all (a dead camera, a face worker past its
+# restart budget: without this nobody could check in until a technician came). Several faces and too far
+# are the member's to fix; a worker that is restarting is back in seconds.
+OVERRIDABLE = ("face_mismatch", "no_template", "not_live", "no_face", "no_camera", "face_down")
 PENDING_S = 60.0  # a pending override without progress (officer's tap, a PIN) ends after this long
 MAX_PIN_DIGITS = 8
 LOCKOUT_FILE = "override_lockouts.json"

@@ -273,6 +273,9 @@ class Agent:
         while True:
             blocking = self.blocking_faults()
             faults = list(self.faults) + blocking
+            face_fault = getattr(self.face, "fault", None) or ""
+            self.display.set_face_state("down" if "face worker down" in face_fault
+                                        else "restarting" if "restarting" in face_fault else None)
             await asyncio.to_thread(self._stream_for_meetings)
             stream = self.streamer.stream_state() if self.streamer else None
             age = self.outbox.oldest_unsent_age()

@@ -70,7 +70,7 @@ def test_a_face_worker_killed_during_the_demo_says_restarting_then_checks_in_aga
         assert any("face worker restarting" in fault for fault in body["faults"]), body
         tap(demo_data.MEMBERS[0].card, "--face", "none")  # the face does not matter: no worker to look
         shown = verdict_after(since)
-        assert shown["screen"] == "face_restarting", shown
+        assert (shown["screen"], shown["tone"]) == ("face_restarting", "busy"), shown  # a wait, not a red refusal
         assert shown["text"]["vi"].startswith("Hệ thống nhận diện đang khởi động lại"), shown
 
         wait_for(lambda: health()[0] == 200, timeout=90, what="/healthz back to 200 once the worker is restarted")

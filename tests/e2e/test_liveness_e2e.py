@@ -168,5 +168,5 @@ def test_five_wrong_pins_lock_the_override_and_the_page_says_until_when(hall, pa
         page.click(f"#pinpad [data-digit='{digit}']")
     page.click("#pin-ok")
     vi, en, _ = verdict(page, "override_locked")
-    assert "Nhập sai PIN quá 5 lần" in vi and "bị khóa đến" in vi and "locked until" in en
+    assert f"Đồng chí {chair.name} đã nhập sai PIN 5 lần — tạm khóa đến" in vi and "locked until" in en
     assert present(hall, BIDEN.id) is None

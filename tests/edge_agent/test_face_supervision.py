@@ -108,7 +108,7 @@ def test_past_the_restart_budget_the_worker_stays_down_and_says_so(kiosk):
         worker.verify([[0.0] * 128])
     r = run(service, "member_card", "04aa")
     assert r.outcome is Outcome.FACE_DOWN and kiosk["outbox"].depth() == 0
-    assert "báo thư ký" in kiosk["display"].state["text"]["vi"]
+    assert "thư ký hoặc bí thư xác nhận" in kiosk["display"].state["text"]["vi"]  # the way in that is left
 
 
 def test_healthz_is_503_with_the_reasons_while_check_ins_cannot_happen(tmp_path, stage, obama, broker):
@@ -141,6 +141,10 @@ def test_healthz_is_503_with_the_reasons_while_check_ins_cannot_happen(tmp_path,
         down = wait_for(lambda: health(503, "face worker restarting"), timeout=30, what="503 while the worker restarts")
         assert down["faults"] == ["face worker restarting (attempt 1)"]
         assert "face worker restarting (attempt 1)" in agent.status().faults  # what central is told
+        # and the members, before they tap: the idle screen says it in words
+        idle = wait_for(lambda: (st := httpx.get(url.replace("healthz", "api/state"), timeout=5).json())["text"]["vi"]
+                        .startswith("Hệ thống nhận diện đang khởi động lại") and st, timeout=10, what="the idle screen to say so")
+        assert idle["screen"] == "idle" and idle["text"]["en"].startswith("Face recognition is restarting")
         wait_for(lambda: health(200), timeout=60, what="200 after the restart")
         assert restarted(agent.face, old)
     finally:
