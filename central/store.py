@@ -203,6 +203,38 @@ def m007_attempts_and_health(db: Database) -> None:
     """)
 
 
+@migrations()
+def m008_fleet_history(db: Database) -> None:
+    """The fleet views (central/fleet.py): what each kiosk last reported while online, in typed columns (the
+    offline will carries nothing, so the last known queue, disk and faults stay), its state changes, and its
+    chart samples (one per 5 min, kept 8 days)."""
+    _run(db, """
+    CREATE TABLE device_fleet (
+        device TEXT PRIMARY KEY, state TEXT NOT NULL, changed_at TEXT NOT NULL, reported_at TEXT,
+        boot_count INTEGER, uptime_s REAL, sampled_at INTEGER, queue_depth INTEGER, oldest_unsent_age_s REAL,
+        version TEXT, disk_free_bytes INTEGER, temperature_c REAL, fault_count INTEGER NOT NULL DEFAULT 0,
+        bundle_version INTEGER, report TEXT);
+    CREATE TABLE device_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL,
+        from_state TEXT, to_state TEXT NOT NULL, reason TEXT NOT NULL);
+    CREATE INDEX device_events_device ON device_events(device, id);
+    CREATE INDEX device_events_at ON device_events(at);
+    CREATE TABLE device_samples (
+        device TEXT NOT NULL, at INTEGER NOT NULL, queue_depth INTEGER, oldest_unsent_age_s REAL, temperature_c REAL,
+        disk_free_bytes INTEGER, memory_used_bytes INTEGER, PRIMARY KEY (device, at)) WITHOUT ROWID;
+    CREATE INDEX device_samples_at ON device_samples(at);
+    CREATE INDEX devices_hall ON devices(hall);
+    INSERT INTO device_fleet (device, state, changed_at, reported_at, queue_depth, oldest_unsent_age_s, version,
+        disk_free_bytes, temperature_c, fault_count, bundle_version, boot_count, uptime_s, report)
+    SELECT device, state, last_seen, last_seen, json_extract(status, '$.queue_depth'),
+        json_extract(status, '$.oldest_unsent_age_s'), json_extract(status, '$.version'),
+        json_extract(status, '$.disk_free_bytes'), json_extract(status, '$.temperature_c'),
+        COALESCE(json_array_length(status, '$.faults'), 0), json_extract(status, '$.bundle_version'),
+        json_extract(status, '$.boot_count'), json_extract(status, '$.uptime_s'), status
+    FROM device_status
+    """)
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
