@@ -2,6 +2,7 @@
 
 from .attempts import AttemptBody, SignedAttempt, parse_attempt, sign_attempt, verify_attempt
 from .canonical import GENESIS_HASH, canonical_bytes, sha256_hex
+from .commands import Command, CommandReply, CommandResult, encode_command, parse_command, parse_reply, sign_reply, verify_reply
 from .errors import ContractError, HallError, SignatureError
 from .keys import (
     device_id_from_public_key,
@@ -46,6 +47,14 @@ __all__ = [
     "parse_attempt",
     "sign_attempt",
     "verify_attempt",
+    "Command",
+    "CommandReply",
+    "CommandResult",
+    "encode_command",
+    "parse_command",
+    "parse_reply",
+    "sign_reply",
+    "verify_reply",
     "DEFAULT_PREFIX",
     "GENESIS_HASH",
     "QOS",

@@ -21,15 +21,20 @@ class Kind(str, Enum):
     STATUS = "status"  # device -> central, retained heartbeat; last will says offline
     BUNDLE = "bundle"  # central -> device, retained signed roster + schedule + templates
     ATTEMPT = "attempt"  # device -> central, one signed refused check-in attempt per message (contract.attempts)
+    COMMAND = "command"  # central -> device, signed remote action, not retained: an offline kiosk misses it (contract.commands)
+    COMMAND_REPLY = "command_reply"  # device -> central, the kiosk's signed answer to a command
 
 
-QOS: dict[Kind, int] = {Kind.ATTENDANCE: 1, Kind.ACK: 1, Kind.STATUS: 1, Kind.BUNDLE: 1, Kind.ATTEMPT: 1}
+QOS: dict[Kind, int] = {Kind.ATTENDANCE: 1, Kind.ACK: 1, Kind.STATUS: 1, Kind.BUNDLE: 1, Kind.ATTEMPT: 1, Kind.COMMAND: 1,
+                        Kind.COMMAND_REPLY: 1}
 RETAIN: dict[Kind, bool] = {
     Kind.ATTENDANCE: False,
     Kind.ACK: True,
     Kind.STATUS: True,
     Kind.BUNDLE: True,
     Kind.ATTEMPT: False,
+    Kind.COMMAND: False,
+    Kind.COMMAND_REPLY: False,
 }
 # Who publishes each kind; a device publishes only under its own id.
 PUBLISHER: dict[Kind, str] = {
@@ -38,6 +43,8 @@ PUBLISHER: dict[Kind, str] = {
     Kind.STATUS: "device",
     Kind.BUNDLE: "central",
     Kind.ATTEMPT: "device",
+    Kind.COMMAND: "central",
+    Kind.COMMAND_REPLY: "device",
 }
 
 
@@ -68,6 +75,12 @@ class Topics:
 
     def attempt(self, device: str) -> str:
         return self.topic(device, Kind.ATTEMPT)
+
+    def command(self, device: str) -> str:
+        return self.topic(device, Kind.COMMAND)
+
+    def command_reply(self, device: str) -> str:
+        return self.topic(device, Kind.COMMAND_REPLY)
 
     def central_heartbeat(self) -> str:
         """Central's own topic: it publishes QoS 1 here to learn whether the broker still answers (no one subscribes)."""

@@ -88,14 +88,16 @@ def central(tmp_path, broker):
 
 def test_subscribes_to_exactly_the_contract_topics(central):
     # literal topics: comparing with the function the collector was built from could not fail
-    assert central.collector.subscriptions == [("hall/v1/+/attendance", 1), ("hall/v1/+/status", 1), ("hall/v1/+/attempt", 1)]
+    assert central.collector.subscriptions == [("hall/v1/+/attendance", 1), ("hall/v1/+/status", 1), ("hall/v1/+/attempt", 1),
+                                               ("hall/v1/+/command_reply", 1)]
     acl = broker_config.acl_text(central.store)
     central_rights = acl.split("\n\n")[0].splitlines()
     assert {line.split()[2] for line in central_rights if line.startswith("topic read ")} == \
-        {"hall/v1/+/attendance", "hall/v1/+/status", "hall/v1/+/attempt"}
+        {"hall/v1/+/attendance", "hall/v1/+/status", "hall/v1/+/attempt", "hall/v1/+/command_reply"}
+    assert {line.split()[2] for line in central_rights if line.startswith("topic write ")} >= {"hall/v1/+/command"}
     [kiosk_rights] = [block for block in acl.split("\n\n") if block.startswith(f"user {central.device.id}")]
     assert sorted(line.split()[2] for line in kiosk_rights.splitlines() if line.startswith("topic write ")) == \
-        [f"hall/v1/{central.device.id}/{kind}" for kind in ("attempt", "attendance", "status")]
+        [f"hall/v1/{central.device.id}/{kind}" for kind in ("attempt", "attendance", "command_reply", "status")]
 
 
 def test_a_kiosk_subscribes_to_exactly_its_own_ack_and_bundle_and_receives_only_those(central, tmp_path):
@@ -124,11 +126,11 @@ def test_a_kiosk_subscribes_to_exactly_its_own_ack_and_bundle_and_receives_only_
     try:
         wait_until(lambda: uplink.connected, what="kiosk uplink connected")
         wait_until(lambda: subscribed, what="kiosk subscription")
-        assert subscribed == [[(f"hall/v1/{kiosk.id}/ack", 1), (f"hall/v1/{kiosk.id}/bundle", 1)]]
+        assert subscribed == [[(f"hall/v1/{kiosk.id}/ack", 1), (f"hall/v1/{kiosk.id}/bundle", 1), (f"hall/v1/{kiosk.id}/command", 1)]]
         acl = broker_config.acl_text(central.store)
         [kiosk_rights] = [block for block in acl.split("\n\n") if block.startswith(f"user {kiosk.id}")]
         assert sorted(line.split()[2] for line in kiosk_rights.splitlines() if line.startswith("topic read ")) == \
-            [f"hall/v1/{kiosk.id}/ack", f"hall/v1/{kiosk.id}/bundle"]
+            [f"hall/v1/{kiosk.id}/ack", f"hall/v1/{kiosk.id}/bundle", f"hall/v1/{kiosk.id}/command"]
 
         # central publishes for the other kiosk first, then for this one: only this one's arrive
         other_ack = encode_signed(central.key, Ack(device=other.id, seq=0, hash=GENESIS_HASH, at="2030-01-01T00:00:00Z"))

@@ -24,8 +24,9 @@ def rig(tmp_path_factory):
 
 def test_a_kiosk_cannot_publish_or_read_under_another_kiosks_id(rig):
     a, b = rig.enrol("a"), rig.enrol("b")
-    central = rig.central_client(subscribe=["hall/v1/+/attendance", "hall/v1/+/status", "hall/v1/+/attempt"])
-    reader_a = rig.device_client(a, subscribe=[TOPICS.bundle(b.device), TOPICS.ack(b.device)])
+    central = rig.central_client(subscribe=["hall/v1/+/attendance", "hall/v1/+/status", "hall/v1/+/attempt",
+                                            "hall/v1/+/command_reply"])
+    reader_a = rig.device_client(a, subscribe=[TOPICS.bundle(b.device), TOPICS.ack(b.device), TOPICS.command(b.device)])
     dev_b = rig.device_client(b, subscribe=[TOPICS.bundle(b.device)])
     forger = rig.device_client(a)
     clients = [central, reader_a, dev_b, forger]
@@ -34,18 +35,24 @@ def test_a_kiosk_cannot_publish_or_read_under_another_kiosks_id(rig):
         forger.mqtt.publish(TOPICS.attendance(b.device), b"forged by A", qos=1)
         forger.mqtt.publish(TOPICS.status(b.device), b"forged status", qos=1)
         forger.mqtt.publish(TOPICS.attempt(b.device), b"forged attempt", qos=1)
+        forger.mqtt.publish(TOPICS.command_reply(b.device), b"forged reply", qos=1)
+        forger.mqtt.publish(TOPICS.command(a.device), b"A commands itself", qos=1)  # only central may command
         # Mosquitto 2.0 drops the forged messages (and here also the forger's connection); A's own
         # topic still works from a new connection.
         own = rig.device_client(a)
         clients.append(own)
         own.mqtt.publish(TOPICS.attendance(a.device), b"A's own record", qos=1).wait_for_publish(3)
         own.mqtt.publish(TOPICS.attempt(a.device), b"A's own attempt", qos=1).wait_for_publish(3)
+        own.mqtt.publish(TOPICS.command_reply(a.device), b"A's own reply", qos=1).wait_for_publish(3)
+        central.mqtt.publish(TOPICS.command(b.device), b"command for B", qos=1).wait_for_publish(3)
         central.mqtt.publish(TOPICS.bundle(b.device), b"B's bundle", qos=1, retain=True).wait_for_publish(3)
         assert wait_for(lambda: (TOPICS.attendance(a.device), b"A's own record") in central.received)
         assert wait_for(lambda: (TOPICS.bundle(b.device), b"B's bundle") in dev_b.received)
         assert wait_for(lambda: (TOPICS.attempt(a.device), b"A's own attempt") in central.received)
+        assert wait_for(lambda: (TOPICS.command_reply(a.device), b"A's own reply") in central.received)
         time.sleep(0.3)
-        assert all(payload not in (b"forged by A", b"forged status", b"forged attempt") for _, payload in central.received)
+        assert all(payload not in (b"forged by A", b"forged status", b"forged attempt", b"forged reply")
+                   for _, payload in central.received)
         assert reader_a.received == []  # A may not read B's bundle either
     finally:
         for c in clients:
