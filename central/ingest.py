@@ -63,7 +63,7 @@ from contract.keys import b64d
 from contract.records import SignedRecord
 from contract.topics import Kind
 
-from . import attempts, rejection_log
+from . import attempts, commands, rejection_log
 from .clock_placement import RECEIVED, ClockPlacer, Evidence, Placement, iso, parse_time
 from .record_validity import DEFAULT_EARLY_S, RecordValidity
 from .store import Store, utc_now
@@ -255,6 +255,9 @@ class Ingest:
             return None
         if kind is Kind.ATTEMPT:
             self._attempt(topic, device, payload)
+            return None
+        if kind is Kind.COMMAND_REPLY:
+            commands.take_reply(self, topic, device, payload)
             return None
         return self._reject(topic, device, f"central does not accept {kind.value} messages", payload)
 

@@ -235,6 +235,18 @@ def m008_fleet_history(db: Database) -> None:
     """)
 
 
+@migrations()
+def m010_commands(db: Database) -> None:
+    """Remote commands to kiosks (central/commands.py): what was sent, by whom, and the kiosk's verified reply."""
+    _run(db, """
+    CREATE TABLE commands (
+        id TEXT PRIMARY KEY, device TEXT NOT NULL, kind TEXT NOT NULL, args TEXT NOT NULL, issued_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL, issued_by TEXT NOT NULL, wire TEXT NOT NULL, replied_at TEXT, ok INTEGER,
+        result TEXT, reply TEXT);
+    CREATE INDEX commands_device ON commands(device, issued_at)
+    """)
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

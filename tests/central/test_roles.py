@@ -33,6 +33,8 @@ REQUIRED = {
     ("GET", "/api/halls/{hall}/outcomes"): V,
     ("POST", "/api/devices"): T,
     ("POST", "/api/devices/{device}/revoke"): T,
+    ("POST", "/api/devices/{device}/commands"): T,
+    ("GET", "/api/devices/{device}/commands"): T,
     ("GET", "/api/rejections"): T,
     ("GET", "/api/rejections/summary"): T,
     ("GET", "/api/alarms"): T,
