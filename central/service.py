@@ -12,6 +12,7 @@ import logging
 import uvicorn
 
 from . import keys, rejection_log
+from .alerts.engine import AlertEngine
 from .api import create_app
 from .collector import Collector
 from .server_thread import ServerThread
@@ -29,6 +30,7 @@ class CentralService:
         self._http: ServerThread | None = None
         self.media = None
         self.enrol_listener = None
+        self.alerts: AlertEngine | None = None
 
     @property
     def url(self) -> str:
@@ -47,11 +49,15 @@ class CentralService:
         if token is None and not self.store.scalar("SELECT 1 FROM users WHERE role = 'admin' AND disabled_at IS NULL"):
             log.warning("the staff token is switched off and no admin account exists: "
                         "make one with `hall central user add --username NAME --role admin`")
+        # Built before anything runs, so a webhook without a usable secret stops the start here.
+        self.alerts = AlertEngine.from_settings(self.store, self.settings, broker=lambda: self.collector.link.state())
         key, box = keys.signing_key(self.settings.data_dir), keys.template_box(self.settings.data_dir)
         self.collector = Collector(self.settings, self.store, key=key, box=box)
         self.collector.start()
         app = create_app(store=self.store, staff_token=token, collector=self.collector,
                          session_ttl_s=self.settings.session_hours * 3600, public_origins=self.settings.allowed_origins())
+        app.state.alert_engine = self.alerts
+        self.alerts.start()
         config = uvicorn.Config(app, host=self.settings.http_host, port=self.settings.http_port, log_level="warning", lifespan="off")
         self._enable_enrolment(app)
         if self.settings.media_enabled:
@@ -102,6 +108,9 @@ class CentralService:
             self.media = None
         if self._http is not None:
             self._http.stop()
+        if self.alerts is not None:
+            self.alerts.stop()
+            self.alerts = None
         if self.collector is not None:
             self.collector.stop()
         if self.store is not None:

@@ -24,7 +24,7 @@ from .enrol_limits import DEFAULT_BURST, DEFAULT_PER_MINUTE
 from .errors import SettingsError
 
 # Fields that may be read from systemd's credentials directory, one file each.
-CREDENTIAL_FIELDS = ("staff_token",)
+CREDENTIAL_FIELDS = ("staff_token", "alert_smtp_password", "alert_webhook_secret")
 PLACEHOLDER_TOKENS = {
     "", "changeme", "change-me", "change_me", "changethis", "secret", "password", "token",
     "staff", "admin", "placeholder", "example", "test", "xxx", "todo", "none", "null",
@@ -91,6 +91,22 @@ class CentralSettings(BaseSettings):
     broker_heartbeat_s: float = Field(5.0, gt=0, description="how often central checks that the broker answers (a QoS 1 heartbeat on its own topic)")
     broker_silence_s: float = Field(15.0, gt=0, description="a heartbeat unanswered this long marks the broker unresponsive: device states are shown as unknown")
     device_stale_s: float = Field(60.0, gt=0, description="a kiosk whose last status is older than this is shown as unknown, not online (kiosks report every 15 s)")
+    alert_interval_s: float = Field(15.0, gt=0, le=3600, description="how often central evaluates the alert rules")
+    alert_boot_grace_s: float = Field(300.0, ge=0, description="no alert about a kiosk that has been up for less than this (a kiosk that just booted has no stream yet and a queue to drain)")
+    alert_hold_s: float = Field(120.0, ge=0, description="an alert resolves only after its condition has been clear this long")
+    alert_reopen_window_s: float = Field(1800.0, ge=0, description="a condition back within this long of its alert's resolve reopens the same alert, counted, instead of a new one")
+    alert_history_days: float = Field(365.0, gt=0, description="resolved alerts and their history are kept this many days")
+    alert_smtp_host: str = Field("", description="SMTP server alerts are mailed through; empty = no e-mail")
+    alert_smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port (587 with STARTTLS)")
+    alert_smtp_starttls: bool = Field(False, description="upgrade the SMTP connection with STARTTLS (verified against the system's CAs) before sending")
+    alert_smtp_user: str = Field("", description="SMTP login; empty = none")
+    alert_smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password; also read from $CREDENTIALS_DIRECTORY/alert_smtp_password")
+    alert_smtp_from: str = Field("hall-central@localhost", description="sender address of alert e-mails")
+    alert_smtp_to: str = Field("", description="comma-separated recipients of alert e-mails")
+    alert_webhook_url: str = Field("", description="URL that receives each alert's opening and resolve as signed JSON (X-Hall-Signature: sha256=HMAC); empty = no webhook")
+    alert_webhook_secret: SecretStr = Field(SecretStr(""), description="HMAC key of the webhook, at least 16 characters; also read from $CREDENTIALS_DIRECTORY/alert_webhook_secret")
+    alert_notify_queue: int = Field(200, ge=1, le=100_000, description="notifications waiting per channel; beyond it new ones are dropped and counted")
+    alert_notify_retries: int = Field(5, ge=0, le=20, description="retries of a failed notification, with doubling backoff from 2 s (at most 5 min)")
 
     @classmethod
     def settings_customise_sources(

@@ -247,6 +247,33 @@ def m010_commands(db: Database) -> None:
     """)
 
 
+@migrations()
+def m009_alerts(db: Database) -> None:
+    """Alerts (central/alerts/): staff's changes to each rule's thresholds (defaults live in code), the alerts
+    with their lifecycle, each alert's history, and conditions seen but not yet held long enough to open one.
+    At most one unresolved alert per (rule, subject); a resolved one is reopened, not duplicated, within a window."""
+    _run(db, """
+    CREATE TABLE alert_rules (
+        rule TEXT PRIMARY KEY, enabled INTEGER NOT NULL, params TEXT NOT NULL, updated_at TEXT NOT NULL,
+        updated_by TEXT NOT NULL);
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, rule TEXT NOT NULL, subject TEXT NOT NULL, device TEXT, hall TEXT,
+        state TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),
+        summary TEXT NOT NULL, detail TEXT NOT NULL, first_opened_at TEXT NOT NULL, opened_at TEXT NOT NULL,
+        last_true_at TEXT NOT NULL, clear_since TEXT, acked_at TEXT, acked_by TEXT, resolved_at TEXT,
+        opened_count INTEGER NOT NULL DEFAULT 1);
+    CREATE UNIQUE INDEX alerts_live ON alerts(rule, subject) WHERE state <> 'resolved';
+    CREATE INDEX alerts_state ON alerts(state, id);
+    CREATE INDEX alerts_resolved ON alerts(rule, subject, resolved_at) WHERE state = 'resolved';
+    CREATE TABLE alert_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, alert INTEGER NOT NULL REFERENCES alerts(id) ON DELETE CASCADE,
+        at TEXT NOT NULL, event TEXT NOT NULL, actor TEXT, detail TEXT);
+    CREATE INDEX alert_events_alert ON alert_events(alert, id);
+    CREATE TABLE alert_pending (
+        rule TEXT NOT NULL, subject TEXT NOT NULL, since TEXT NOT NULL, evidence TEXT, PRIMARY KEY (rule, subject))
+    """)
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
