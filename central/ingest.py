@@ -65,6 +65,7 @@ from contract.topics import Kind
 
 from . import attempts, commands, rejection_log
 from .clock_placement import RECEIVED, ClockPlacer, Evidence, Placement, iso, parse_time
+from .fleet import status_stored as fleet_status_stored
 from .record_validity import DEFAULT_EARLY_S, RecordValidity
 from .store import Store, utc_now
 
@@ -460,4 +461,5 @@ class Ingest:
             "ON CONFLICT(device) DO UPDATE SET state = excluded.state, status = excluded.status, last_seen = excluded.last_seen",
             [topic_device, status.state, status.model_dump_json(), seen],
         )
+        fleet_status_stored(self.store.db.conn, topic_device, status, seen=seen, retained=retained)
         self.counts["status"] += 1

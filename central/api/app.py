@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..store import Store
 from .deps import Public, current_staff, origin_of
+from .routes.fleet import router as fleet_router
 from .routes import commands, devices, meetings, rejections, session, system, users
 from .routes.alerts import router as alerts_router
 
@@ -124,6 +125,7 @@ def create_app(
     for module in (session, meetings, devices, rejections, users, system):
         app.include_router(module.router)
     app.include_router(devices.halls_router)
+    app.include_router(fleet_router)
     app.include_router(alerts_router)
     app.include_router(commands.router)
     page = PAGE.read_text(encoding="utf-8")

@@ -31,6 +31,10 @@ REQUIRED = {
     ("GET", "/api/devices/{device}/outcomes"): V,
     ("GET", "/api/devices/{device}/attempts"): V,
     ("GET", "/api/halls/{hall}/outcomes"): V,
+    ("GET", "/api/fleet/devices"): V,
+    ("GET", "/api/fleet/devices/{device}/history"): V,
+    ("GET", "/api/fleet/devices/{device}/samples"): V,
+    ("GET", "/metrics"): V,  # a viewer's API token in Prometheus' authorization (never anonymous)
     ("POST", "/api/devices"): T,
     ("POST", "/api/devices/{device}/revoke"): T,
     ("POST", "/api/devices/{device}/commands"): T,
