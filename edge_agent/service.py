@@ -17,12 +17,14 @@ from typing import Any
 import uvicorn
 
 from contract import Status, Topics, verify_key_from_text
+from contract.commands import CheckItem
 from contract.errors import HallError
 from contract.messages import ReaderSeen
 
 from .attempts import AttemptQueue
 from .checkin import CheckinService
 from .clock import SystemClock, iso
+from .commands import CommandHandler, LogRing
 from .display import Display
 from .errors import AgentError, BundleRejected
 from .health_probe import HealthProbe
@@ -108,11 +110,16 @@ class Agent:
         self._stop_requested = False
         self._uplink_started = False
         self._closed = False
+        self.log_ring = LogRing().install()  # what a "logs" command from central reads
+        self.commands = CommandHandler(
+            device_id=self.identity.device_id, central_key=self.central_key, signing_key=self.identity.signing_key,
+            send_reply=lambda payload: self.uplink.send_reply(payload), selftest=self.remote_selftest,
+            resend=lambda from_seq: self.uplink.resend_from(from_seq), logs=self.log_ring)
         self.uplink = Uplink(
             outbox=self.outbox, device_id=self.identity.device_id, central_key=self.central_key,
             host=settings.mqtt_host, port=settings.mqtt_port, topics=Topics(settings.topic_prefix),
             status=self.status, on_bundle=self._on_bundle, keepalive=settings.mqtt_keepalive,
-            window=settings.send_window, attempts=self.attempts,
+            window=settings.send_window, attempts=self.attempts, on_command=self.commands.receive,
             tls=(str(settings.mqtt_tls_ca), str(settings.mqtt_tls_cert), str(settings.mqtt_tls_key))
             if settings.mqtt_tls_ca and settings.mqtt_tls_cert and settings.mqtt_tls_key else None,
         )
@@ -268,6 +275,44 @@ class Agent:
         names += [n for n in self.reader_seen if n not in names]
         return [ReaderSeen(reader=n, last_event_at=self.reader_seen.get(n)) for n in names[:4]]
 
+    def remote_selftest(self) -> list[CheckItem]:
+        """The checklist a "selftest" command from central gets: read from the running agent, nothing opened or
+        changed (provisioning's self-test opens the serial ports and camera the agent holds, so it cannot run here)."""
+        def item(name: str, status: str, detail: str) -> CheckItem:
+            return CheckItem(name=name, status=status, detail=detail[:300])
+
+        s = self.settings
+        checks = [item("broker", "ok" if self.uplink.connected else "fail",
+                       f"{'connected to' if self.uplink.connected else 'not connected to'} {s.mqtt_host}:{s.mqtt_port}")]
+        synced = self.clock.synced()
+        checks.append(item("clock", "ok" if synced else "warn", f"{iso(self.clock.now())}, {'synchronised' if synced else 'not synchronised'}"))
+        free = shutil.disk_usage(s.data_dir).free
+        checks.append(item("disk", "fail" if free < s.min_free_bytes else "warn" if free < 2 * s.min_free_bytes else "ok",
+                           f"{free // (1024 * 1024)} MiB free (needs {s.min_free_bytes // (1024 * 1024)} MiB)"))
+        bundle = self.roster.bundle
+        checks.append(item("roster", "ok" if bundle else "fail",
+                           f"version {bundle.version} for hall {bundle.hall}" if bundle else "no roster from central yet"))
+        if self.face is None:
+            checks.append(item("face worker", "skip", "no face worker"))
+        else:
+            fault = getattr(self.face, "fault", None) or (None if getattr(self.face, "alive", True) else "face worker not running")
+            checks.append(item("face worker", "fail" if fault else "ok", fault or "running"))
+            fps = self._camera_fps()
+            checks.append(item("camera", "ok" if fps else "warn", f"{fps:.1f} frames/s" if fps else "no frame rate measured"))
+        for reader in self._readers():
+            checks.append(item(reader.reader, "ok" if reader.last_event_at else "warn",
+                               f"last event {reader.last_event_at}" if reader.last_event_at else "no event since the agent started"))
+        age = self.outbox.oldest_unsent_age()
+        checks.append(item("outbox", "warn" if age is not None and age > 300 else "ok",
+                           f"{self.outbox.depth()} record(s) waiting" + (f", oldest {age:.0f} s" if age is not None else "")))
+        if self.streamer is not None:
+            stream = self.streamer.stream_state()
+            checks.append(item("stream", "ok" if stream.state == "live" or not self._streaming else "warn",
+                               stream.state + (f": {stream.detail}" if stream.detail else "")))
+        blocking = self.blocking_faults()
+        checks.append(item("check-ins", "fail" if blocking else "ok", "; ".join(blocking) or "accepted"))
+        return checks
+
     async def _health_loop(self) -> None:
         notify("READY=1")
         while True:
@@ -304,6 +349,7 @@ class Agent:
         try:
             await asyncio.to_thread(self._open_hardware)
             self.checkin.face, self.checkin.signals = self.face, self.signals
+            self.commands.start()
             self.uplink.start()
             self._uplink_started = True
             config = uvicorn.Config(create_app(self.display, main_room_hls_url=self.settings.main_room_hls_url, hall=HallScreen(
@@ -343,6 +389,8 @@ class Agent:
                 pass
         if self._uplink_started:
             self.uplink.stop()
+        self.commands.stop()
+        self.log_ring.remove()
         if self.streamer is not None:
             self.streamer.stop()
         if self.face is not None and hasattr(self.face, "stop"):

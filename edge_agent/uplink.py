@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 from nacl.signing import VerifyKey
 
 from contract import QOS, RETAIN, Ack, Kind, Status, Topics, decode_signed, encode_status
+from contract.commands import ResendResult
 from contract.errors import ContractError
 
 from .attempts import AttemptQueue
@@ -46,10 +47,12 @@ class Uplink:
         client_factory: Callable[..., mqtt.Client] = mqtt.Client,
         tls: tuple[str, str, str] | None = None,
         attempts: AttemptQueue | None = None,
+        on_command: Callable[[bytes], None] | None = None,
     ):
         self.outbox, self.device_id, self.topics = outbox, device_id, topics
         self._central_key = central_key
         self._status, self._on_bundle = status, on_bundle
+        self._on_command = on_command  # edge_agent/commands.py: checks and queues, never runs it here
         self._window, self._status_interval = window, status_interval_s
         self._host, self._port, self._keepalive = host, port, keepalive
         self._wake = threading.Condition()
@@ -157,6 +160,8 @@ class Uplink:
                 self._apply_ack(ack)
             elif kind is Kind.BUNDLE:
                 self._on_bundle(message.payload)
+            elif kind is Kind.COMMAND and self._on_command is not None:
+                self._on_command(message.payload)
             else:
                 raise ContractError(f"unexpected {kind.value} message")
         except Exception as exc:  # a bad message must never kill the network thread
@@ -207,6 +212,28 @@ class Uplink:
             log.exception("building status failed")
             return
         self.client.publish(self.topics.status(self.device_id), payload, qos=QOS[Kind.STATUS], retain=RETAIN[Kind.STATUS])
+
+    def send_reply(self, payload: bytes) -> None:
+        """A command's signed reply, on this kiosk's own reply topic (QoS 1; paho holds it across a short break)."""
+        self.client.publish(self.topics.command_reply(self.device_id), payload, qos=QOS[Kind.COMMAND_REPLY],
+                            retain=RETAIN[Kind.COMMAND_REPLY])
+
+    def resend_from(self, from_seq: int) -> ResendResult:
+        """Send again, through the usual window, every record still held from ``from_seq`` on.
+
+        The outbox holds exactly the records after central's last ack, so earlier ones are gone
+        from the kiosk; central keeps one copy of each record it is sent twice.
+        """
+        acked, head = self.outbox.acked_seq(), self.outbox.head()[0]
+        start = min(max(from_seq - 1, acked), head)
+        with self._wake:
+            self._sent_upto = min(self._sent_upto, start)
+            self._last_progress = time.monotonic()
+            self._wake.notify_all()
+        count = head - start
+        log.info("resend asked from %d: sending %d record(s) again (central acknowledged up to %d)", from_seq, count, acked)
+        return ResendResult(from_seq=from_seq, acked_seq=acked, head_seq=head, resent=count,
+                            first=start + 1 if count else None, last=head if count else None)
 
     def _run(self) -> None:
         next_status = 0.0
