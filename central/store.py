@@ -236,18 +236,6 @@ def m008_fleet_history(db: Database) -> None:
 
 
 @migrations()
-def m010_commands(db: Database) -> None:
-    """Remote commands to kiosks (central/commands.py): what was sent, by whom, and the kiosk's verified reply."""
-    _run(db, """
-    CREATE TABLE commands (
-        id TEXT PRIMARY KEY, device TEXT NOT NULL, kind TEXT NOT NULL, args TEXT NOT NULL, issued_at TEXT NOT NULL,
-        expires_at TEXT NOT NULL, issued_by TEXT NOT NULL, wire TEXT NOT NULL, replied_at TEXT, ok INTEGER,
-        result TEXT, reply TEXT);
-    CREATE INDEX commands_device ON commands(device, issued_at)
-    """)
-
-
-@migrations()
 def m009_alerts(db: Database) -> None:
     """Alerts (central/alerts/): staff's changes to each rule's thresholds (defaults live in code), the alerts
     with their lifecycle, each alert's history, and conditions seen but not yet held long enough to open one.
@@ -271,6 +259,18 @@ def m009_alerts(db: Database) -> None:
     CREATE INDEX alert_events_alert ON alert_events(alert, id);
     CREATE TABLE alert_pending (
         rule TEXT NOT NULL, subject TEXT NOT NULL, since TEXT NOT NULL, evidence TEXT, PRIMARY KEY (rule, subject))
+    """)
+
+
+@migrations()
+def m010_commands(db: Database) -> None:
+    """Remote commands to kiosks (central/commands.py): what was sent, by whom, and the kiosk's verified reply."""
+    _run(db, """
+    CREATE TABLE commands (
+        id TEXT PRIMARY KEY, device TEXT NOT NULL, kind TEXT NOT NULL, args TEXT NOT NULL, issued_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL, issued_by TEXT NOT NULL, wire TEXT NOT NULL, replied_at TEXT, ok INTEGER,
+        result TEXT, reply TEXT);
+    CREATE INDEX commands_device ON commands(device, issued_at)
     """)
 
 
