@@ -15,6 +15,8 @@ router = APIRouter(tags=["fleet"])
 State = Literal["online", "offline", "unknown", "never_seen", "revoked"]
 Severity = Literal["critical", "warning", "neutral", "ok"]
 Sort = Literal[tuple(fleet.SORTS)]  # type: ignore[valid-type]
+SORT = Query("severity")
+STATES = Query(None, max_length=len(fleet.STATES), description="repeat for several")
 
 
 def view_of(request: Request) -> fleet.View:
@@ -30,9 +32,9 @@ def devices(
     store: StoreDep, _: Viewer, request: Request,
     page: int = Query(1, ge=1, le=1_000_000),
     size: int = Query(50, ge=1, le=fleet.MAX_PAGE_SIZE),
-    sort: Sort = Query("severity"),
+    sort: Sort = SORT,
     order: Literal["asc", "desc"] = Query("asc"),
-    state: list[State] | None = Query(None, max_length=len(fleet.STATES), description="repeat for several"),
+    state: list[State] | None = STATES,
     hall: str | None = Query(None, max_length=64),
     version: str | None = Query(None, max_length=64),
     has_fault: bool | None = None,
@@ -57,7 +59,7 @@ def history(device: str, store: StoreDep, _: Viewer, limit: int = Query(100, ge=
 
 
 @router.get("/api/fleet/devices/{device}/samples")
-def samples(device: str, store: StoreDep, _: Viewer, range: Literal["24h", "7d"] = Query("24h")) -> dict[str, Any]:  # noqa: A002
+def samples(device: str, store: StoreDep, _: Viewer, range: Literal["24h", "7d"] = Query("24h")) -> dict[str, Any]:
     """Queue depth, oldest unsent age, temperature, disk free and memory over 24 h or 7 days, at most 300 points."""
     _known(store, device)
     return fleet.samples(store, device, span=range)
