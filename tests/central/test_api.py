@@ -50,7 +50,9 @@ def test_the_bootstrap_staff_token_still_opens_every_read_route_as_admin(env):
     gets = [r for r in all_routes(client.app.routes) if r.path.startswith("/api") and "GET" in r.methods]
     assert len(gets) >= 8
     for n, route in enumerate(gets):
-        path = re.sub(r"\{[^}]+\}", "mt1", route.path).replace("/users/mt1", "/users/nobody")
+        # an id that is a number in its route (alerts) gets a number, a text id the demo meeting's
+        path = re.sub(r"\{[^}]*_id\}", "1", route.path) if "/alerts/" in route.path else route.path
+        path = re.sub(r"\{[^}]+\}", "mt1", path).replace("/users/mt1", "/users/nobody")
         assert client.get(path).status_code == 401, route.path
         # each route's wrong token from its own address: more routes than the per-address guard's 20 would trip it
         wrong = TestClient(client.app, client=(f"192.0.2.{n + 1}", 40000))
