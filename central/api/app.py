@@ -16,9 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..store import Store
 from .deps import Public, current_staff, origin_of
-from .routes.fleet import router as fleet_router
 from .routes import commands, devices, meetings, rejections, session, system, users
 from .routes.alerts import router as alerts_router
+from .routes.fleet import router as fleet_router
 
 PAGE = Path(__file__).resolve().parent.parent / "static" / "index.html"
 DEFAULT_SESSION_S = 12 * 3600.0
