@@ -55,8 +55,10 @@ def token() -> None:
 @token.command("create")
 @click.option("--hall", required=True, help="Hall the kiosk will stand in (must exist).")
 @click.option("--ttl", default="24h", show_default=True, help="How long the token may be used: 90m, 24h, 7d (at most 30d).")
+@click.option("--position", default=None, help="Where in the hall the kiosk stands (\"cửa chính\"): the kiosk is named "
+              "\"<hall's name> — <position>\" (default: \"— máy N\").")
 @_errors
-def token_create(hall: str, ttl: str) -> None:
+def token_create(hall: str, ttl: str, position: str | None) -> None:
     """Make a one-time token; it is printed once and stored only as a hash."""
     from .enrol_tokens import create_token, parse_ttl
     from .pki import CentralPki
@@ -64,11 +66,12 @@ def token_create(hall: str, ttl: str) -> None:
 
     settings = _settings()
     with open_store(settings.data_dir) as store:
-        issued = create_token(store, hall, parse_ttl(ttl))
+        issued = create_token(store, hall, parse_ttl(ttl), position=position)
     pki = CentralPki.for_data_dir(settings.data_dir)
     pki.ensure_ca()
     click.echo(issued.token)
-    click.echo(f"one-time enrolment token for hall {issued.hall}, valid until {issued.expires_at}; "
+    at = f" ({issued.position})" if issued.position else ""
+    click.echo(f"one-time enrolment token for hall {issued.hall}{at}, valid until {issued.expires_at}; "
                "it is shown only now", err=True)
     url = f"https://CENTRAL:{settings.enrol_port}" if settings.enrol_port else "https://CENTRAL:ENROL_PORT"
     click.echo(f"on the kiosk: hall provision enroll --central {url} --token {issued.token} "
@@ -80,14 +83,14 @@ def token_create(hall: str, ttl: str) -> None:
 @token.command("list")
 @_errors
 def token_list() -> None:
-    """List tokens (never their secret): id, hall, created, expires, used."""
+    """List tokens (never their secret): id, hall, position, created, expires, used."""
     from .enrol_tokens import list_tokens
     from .store import open_store
 
     with open_store(_settings().data_dir) as store:
         for t in list_tokens(store):
             used = f"used {t['used_at']} by {t['used_by']}" if t["used_at"] else "unused"
-            click.echo(f"{t['id']}\t{t['hall']}\tcreated {t['created_at']}\texpires {t['expires_at']}\t{used}")
+            click.echo(f"{t['id']}\t{t['hall']}\t{t['position'] or '-'}\tcreated {t['created_at']}\texpires {t['expires_at']}\t{used}")
 
 
 def revoke_at_broker(broker_dir: Path | None) -> None:

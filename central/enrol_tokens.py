@@ -77,11 +77,15 @@ class IssuedToken:
     token: str  # shown once; never stored
     hall: str
     expires_at: str
+    position: str | None = None  # where in the hall the kiosk stands: its name is the hall's + this
 
 
-def create_token(store: Store, hall: str, ttl: timedelta = DEFAULT_TTL, *, now: datetime | None = None) -> IssuedToken:
-    """A new one-time token for ``hall``, which must exist (a typo would otherwise make a phantom hall)."""
+def create_token(store: Store, hall: str, ttl: timedelta = DEFAULT_TTL, *, position: str | None = None,
+                 now: datetime | None = None) -> IssuedToken:
+    """A new one-time token for ``hall``, which must exist (a typo would otherwise make a phantom hall); the kiosk
+    that redeems it is named after the hall and ``position`` ("cửa chính")."""
     hall = registry.check_id("hall", hall)
+    position = registry.check_name("position", position) if position is not None else None
     if ttl <= timedelta(0) or ttl > MAX_TTL:
         raise RegistryError(f"a token lives more than 0 and at most {MAX_TTL.days} days")
     if store.scalar("SELECT 1 FROM halls WHERE id = ?", [hall]) is None:
@@ -91,15 +95,15 @@ def create_token(store: Store, hall: str, ttl: timedelta = DEFAULT_TTL, *, now: 
     expires = _iso(created + ttl)
     with store.transaction() as db:
         db.execute(
-            "INSERT INTO enrol_tokens (token_sha256, hall, created_at, expires_at) VALUES (?, ?, ?, ?)",
-            [token_hash(token), hall, _iso(created), expires],
+            "INSERT INTO enrol_tokens (token_sha256, hall, created_at, expires_at, position) VALUES (?, ?, ?, ?, ?)",
+            [token_hash(token), hall, _iso(created), expires, position],
         )
-    return IssuedToken(token, hall, expires)
+    return IssuedToken(token, hall, expires, position)
 
 
 def list_tokens(store: Store) -> list[dict[str, Any]]:
-    """Tokens without their secret: id, hall, created, expires, used (when, by which device)."""
-    return store.rows("SELECT id, hall, created_at, expires_at, used_at, used_by FROM enrol_tokens ORDER BY id")
+    """Tokens without their secret: id, hall, position, created, expires, used (when, by which device)."""
+    return store.rows("SELECT id, hall, position, created_at, expires_at, used_at, used_by FROM enrol_tokens ORDER BY id")
 
 
 def check_token(store: Store, token: str, *, now: datetime | None = None) -> dict[str, Any]:
@@ -152,7 +156,7 @@ def redeem(store: Store, pki: CentralPki, *, token: str, public_key: str, csr_pe
         except EnrolRefused as exc:
             raise EnrolRefused(exc.reason, status=exc.status, device=device_id) from None
         try:
-            registry.add_device(store, public_key, row["hall"])
+            registry.add_device(store, public_key, row["hall"], position=row["position"])
         except RegistryError as exc:
             raise EnrolRefused(str(exc), status=409, device=device_id) from None
         kw = {"days": cert_days} if cert_days else {}

@@ -87,7 +87,8 @@ _SEVERITY = """CASE
     WHEN fault_count > 0 THEN 'warning'
     ELSE 'ok' END"""
 _BASE = f"""
-SELECT d.id, d.hall, h.name AS hall_name, d.registered_at, d.revoked_at, s.state AS reported_state, s.last_seen,
+SELECT d.id, d.name, d.hall, h.name AS hall_name, h.commune, h.commune_code, h.province, h.province_code,
+    d.registered_at, d.revoked_at, s.state AS reported_state, s.last_seen,
     {_STATE} AS state, {_MEETING_NOW} AS meeting_now, IFNULL(f.fault_count, 0) AS fault_count,
     f.queue_depth, f.oldest_unsent_age_s, f.version, f.disk_free_bytes, f.temperature_c, f.bundle_version,
     f.reported_at, f.changed_at, c.seq AS central_seq, c.updated_at AS last_record_at
@@ -98,6 +99,10 @@ SORTS = {
     "severity": "CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 WHEN 'neutral' THEN 2 ELSE 3 END",
     "hall": "IFNULL(hall_name, hall)",
     "device": "id",
+    "name": "name",
+    # One expression, so that descending reverses all of it and halls without a place come last either way.
+    "place": "CASE WHEN province IS NOT NULL THEN province || char(1) || IFNULL(commune, '') || char(1) "
+             "|| IFNULL(hall_name, hall) END",
     "state": "state",
     "last_contact": "julianday(last_seen)",
     "last_record": "julianday(last_record_at)",
@@ -120,7 +125,9 @@ class Filters:
     has_fault: bool | None = None
     meeting_now: bool | None = None
     severity: str | None = None
-    text: str | None = None  # part of a hall's id or name, or of a device id
+    text: str | None = None  # part of a hall's id or name, or of a device id or name
+    province_code: int | None = None  # central/regions.py's codes: "bac ninh" and "Tỉnh Bắc Ninh" are the same
+    commune_codes: tuple[int, ...] = ()  # several when a commune is named without its province
 
     def where(self) -> tuple[str, dict[str, Any]]:
         clauses, params = [], {}
@@ -132,13 +139,21 @@ class Filters:
             if value is not None:
                 clauses.append(f"{column} = :f_{column}")
                 params[f"f_{column}"] = value
+        if self.province_code is not None:
+            clauses.append("province_code = :f_province")
+            params["f_province"] = self.province_code
+        if self.commune_codes:
+            names = [f":commune{i}" for i in range(len(self.commune_codes))]
+            clauses.append(f"commune_code IN ({', '.join(names)})")
+            params.update({n[1:]: c for n, c in zip(names, self.commune_codes)})
         if self.has_fault is not None:
             clauses.append("fault_count > 0" if self.has_fault else "fault_count = 0")
         if self.meeting_now is not None:
             clauses.append("meeting_now" if self.meeting_now else "NOT meeting_now")
         if self.text:
             like = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            clauses.append("(hall LIKE :text ESCAPE '\\' OR hall_name LIKE :text ESCAPE '\\' OR id LIKE :text ESCAPE '\\')")
+            clauses.append("(hall LIKE :text ESCAPE '\\' OR hall_name LIKE :text ESCAPE '\\' OR id LIKE :text ESCAPE '\\' "
+                           "OR name LIKE :text ESCAPE '\\')")
             params["text"] = like
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
@@ -215,8 +230,8 @@ def _item(r: dict[str, Any], report: dict[str, Any] | None, meeting: dict[str, A
                                view.broker, view.stale_s, view.at())
     held = r["bundle_version"]
     return {
-        "id": r["id"], "name": None,  # devices have no human name yet: the hall's name says where it stands
-        "hall": r["hall"], "hall_name": r["hall_name"] or r["hall"],
+        "id": r["id"], "name": r["name"] or r["id"],
+        "hall": r["hall"], "hall_name": r["hall_name"] or r["hall"], "commune": r["commune"], "province": r["province"],
         "state": r["state"], "state_reason": shown["state_reason"], "reported_state": r["reported_state"],
         "state_since": r["changed_at"], "severity": r["severity"], "meeting_now": bool(r["meeting_now"]), "meeting": meeting,
         "last_contact": r["last_seen"], "last_record_at": r["last_record_at"], "central_seq": r["central_seq"] or 0,

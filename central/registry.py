@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from contract import device_id_from_public_key, verify_key_from_text
 from contract.errors import ContractError
 from contract.messages import TEMPLATE_DIMENSIONS
 
+from . import regions
 from .errors import NotFound, RegistryError
 from .store import Store, utc_now
 
@@ -29,6 +31,7 @@ CARD_RE = re.compile(r"^[0-9A-F]+$")
 # so a card registered with another length could never check anyone in.
 CARD_UID_BYTES = (4, 7, 10)
 CCCD_RE = re.compile(r"^[0-9]{12}$")
+MAX_NAME = 120
 
 
 def check_id(kind: str, value: str) -> str:
@@ -77,13 +80,51 @@ def _ensure(store: Store, table: str, ident: str) -> None:
     store.db.execute(f"INSERT OR IGNORE INTO {table} (id, name, created_at) VALUES (?, ?, ?)", [ident, ident, utc_now()])
 
 
-def add_hall(store: Store, hall_id: str, name: str | None = None) -> None:
+def add_hall(store: Store, hall_id: str, name: str | None = None, *, commune: str | None = None,
+             province: str | None = None) -> None:
+    """Add or rename a hall; ``commune``/``province`` (checked against central/regions.py's list, stored in its
+    spelling with its codes) are left as they were when not given."""
     hall_id = check_id("hall", hall_id)
+    place: dict[str, Any] = {}
+    if commune is not None and province is None:
+        raise RegistryError("a commune needs its province (--province): the same commune name exists in several")
+    if province is not None:
+        prov = regions.province(province)
+        place |= {"province": prov.name, "province_code": prov.code}
+        if commune is not None:
+            com = regions.commune(prov.name, commune)
+            place |= {"commune": com.name, "commune_code": com.code}
+        else:
+            place |= {"commune": None, "commune_code": None}  # a commune of another province would be wrong now
+    columns = ["id", "name", "created_at", *place]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in ["name", *place])
     with store.transaction() as db:
         db.execute(
-            "INSERT INTO halls (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name",
-            [hall_id, name or hall_id, utc_now()],
+            f"INSERT INTO halls ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT(id) DO UPDATE SET {updates}",
+            [hall_id, check_name("hall", name) if name else hall_id, utc_now(), *place.values()],
         )
+
+
+def get_hall(store: Store, hall_id: str) -> dict[str, Any] | None:
+    return store.row("SELECT * FROM halls WHERE id = ?", [hall_id])
+
+
+def check_name(kind: str, value: str) -> str:
+    """A name people read on a page: 1-120 characters, no control characters (they would break a line or a log)."""
+    text = re.sub(r" +", " ", value or "").strip()
+    if not text or len(text) > MAX_NAME or any(unicodedata.category(c).startswith("C") for c in text):
+        raise RegistryError(f"bad {kind} name {value!r}: 1-{MAX_NAME} characters, no control characters")
+    return text
+
+
+def device_name(store: Store, hall: str, position: str | None) -> str:
+    """'<hall's name> — <position>'; without a position, '— máy N' with N the kiosk's rank in its hall."""
+    hall_name = store.scalar("SELECT name FROM halls WHERE id = ?", [hall]) or hall
+    if position:
+        return check_name("device", f"{hall_name} — {check_name('position', position)}")
+    count = store.scalar("SELECT COUNT(*) FROM devices WHERE hall = ?", [hall]) or 0
+    return f"{hall_name} — máy {count + 1}"
 
 
 def add_cell(store: Store, cell_id: str, name: str | None = None) -> None:
@@ -192,8 +233,11 @@ def add_meeting(
         _bump(store)
 
 
-def add_device(store: Store, public_key: str, hall: str) -> str:
-    """Register a kiosk by its public key (text form); returns the device id derived from it."""
+def add_device(store: Store, public_key: str, hall: str, *, position: str | None = None, name: str | None = None) -> str:
+    """Register a kiosk by its public key (text form); returns the device id derived from it.
+
+    A new kiosk is named ``name``, else after its hall and ``position`` (``device_name``); registering a known
+    kiosk again keeps its name unless a name or position is given."""
     try:
         device_id = device_id_from_public_key(verify_key_from_text(public_key.strip()))
     except ContractError as exc:
@@ -204,13 +248,25 @@ def add_device(store: Store, public_key: str, hall: str) -> str:
         if existing and existing["revoked_at"]:
             raise RegistryError(f"device {device_id} was revoked on {existing['revoked_at']}; make a new key")
         _ensure(store, "halls", hall)
+        given = check_name("device", name) if name else device_name(store, hall, position) if position else None
         db.execute(
-            "INSERT INTO devices (id, public_key, hall, registered_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET hall = excluded.hall",
-            [device_id, public_key.strip(), hall, utc_now()],
+            "INSERT INTO devices (id, public_key, hall, registered_at, name) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET hall = excluded.hall, name = IFNULL(?, name)",
+            [device_id, public_key.strip(), hall, utc_now(), given or device_name(store, hall, None), given],
         )
         _bump(store)
     return device_id
+
+
+def rename_device(store: Store, device_id: str, name: str) -> str:
+    """Give a kiosk a new name; returns the old one (for the audit log)."""
+    name = check_name("device", name)
+    with store.transaction() as db:
+        old = store.row("SELECT name FROM devices WHERE id = ?", [device_id])
+        if old is None:
+            raise NotFound(f"no device {device_id}")
+        db.execute("UPDATE devices SET name = ? WHERE id = ?", [name, device_id])
+    return old["name"]
 
 
 def revoke_device(store: Store, device_id: str) -> None:

@@ -274,6 +274,25 @@ def m010_commands(db: Database) -> None:
     """)
 
 
+@migrations()
+def m011_names_and_regions(db: Database) -> None:
+    """Names staff read instead of ids (central/registry.py): a kiosk's own name (hall + position, given at
+    enrolment by the token's position), a hall's commune and province (official names and codes from
+    central/regions.py), and the position an enrolment token gives the kiosk that redeems it."""
+    _run(db, """
+    ALTER TABLE devices ADD COLUMN name TEXT;
+    ALTER TABLE halls ADD COLUMN commune TEXT;
+    ALTER TABLE halls ADD COLUMN commune_code INTEGER;
+    ALTER TABLE halls ADD COLUMN province TEXT;
+    ALTER TABLE halls ADD COLUMN province_code INTEGER;
+    ALTER TABLE enrol_tokens ADD COLUMN position TEXT;
+    CREATE INDEX halls_region ON halls(province_code, commune_code);
+    UPDATE devices SET name = IFNULL((SELECT h.name FROM halls h WHERE h.id = devices.hall), devices.hall) || ' — máy ' || (
+        SELECT COUNT(*) FROM devices d2 WHERE d2.hall = devices.hall
+        AND (d2.registered_at < devices.registered_at OR (d2.registered_at = devices.registered_at AND d2.id <= devices.id)))
+    """)
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

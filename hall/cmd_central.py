@@ -327,15 +327,33 @@ def device() -> None:
 @device.command("add")
 @click.option("--public-key", required=True, help="The kiosk's public key (printed by its provisioning).")
 @click.option("--hall", required=True, help="Hall the kiosk stands in.")
+@click.option("--position", default=None, help="Where in the hall (\"cửa chính\"): the kiosk is named \"<hall's name> — "
+              "<position>\" (default: \"— máy N\"; rename it with `device rename`).")
 @_errors
-def device_add(public_key: str, hall: str) -> None:
+def device_add(public_key: str, hall: str, position: str | None) -> None:
     """Register a kiosk; prints its device id (derived from the key)."""
     from central import registry
 
     with _store(create=True) as store, store.transaction():
-        device_id = registry.add_device(store, public_key, hall)
-        _audit(store, "device.register", {"device": device_id, "hall": hall})
+        device_id = registry.add_device(store, public_key, hall, position=position)
+        _audit(store, "device.register", {"device": device_id, "hall": hall,
+                                          "name": registry.get_device(store, device_id)["name"]})
     click.echo(device_id)
+
+
+@device.command("rename")
+@click.argument("device_id")
+@click.argument("name")
+@_errors
+def device_rename(device_id: str, name: str) -> None:
+    """Give kiosk DEVICE_ID the name NAME staff see everywhere (e.g. "Nhà văn hoá thôn Đông — cửa phụ")."""
+    from central import registry
+
+    with _store() as store, store.transaction():
+        old = registry.rename_device(store, device_id, name)
+        new = registry.get_device(store, device_id)["name"]
+        _audit(store, "device.rename", {"device": device_id, "from": old, "to": new})
+    click.echo(f"{device_id}: {new}")
 
 
 @device.command("list")
@@ -347,7 +365,7 @@ def device_list() -> None:
     with _store() as store:
         for d in registry.list_devices(store):
             state = f"revoked {d['revoked_at']}" if d["revoked_at"] else "active"
-            click.echo(f"{d['id']}\t{d['hall']}\t{state}\tregistered {d['registered_at']}")
+            click.echo(f"{d['id']}\t{d['hall']}\t{d['name'] or '-'}\t{state}\tregistered {d['registered_at']}")
 
 
 @device.command("revoke")
@@ -371,14 +389,19 @@ def device_revoke(device_id: str, broker_dir: Path | None) -> None:
 @central.command("hall")
 @click.argument("hall_id")
 @click.option("--name", required=True, help="Display name.")
+@click.option("--province", default=None, help="Province or city (one of the 34 since the 2025 reform; "
+              "diacritics and 'Tỉnh'/'Thành phố' optional).")
+@click.option("--commune", default=None, help="Commune or ward (xã, phường, đặc khu) of that province.")
 @_errors
-def hall_(hall_id: str, name: str) -> None:
-    """Add or rename a hall."""
+def hall_(hall_id: str, name: str, province: str | None, commune: str | None) -> None:
+    """Add or rename a hall, and say where it is (commune and province are checked against the official list)."""
     from central import registry
 
     with _store(create=True) as store:
-        registry.add_hall(store, hall_id, name)
-    click.echo(f"hall {hall_id}: {name}")
+        registry.add_hall(store, hall_id, name, commune=commune, province=province)
+        h = registry.get_hall(store, hall_id)
+    where = ", ".join(p for p in (h["commune"], h["province"]) if p)
+    click.echo(f"hall {hall_id}: {h['name']}" + (f" ({where})" if where else ""))
 
 
 @central.command("cell")

@@ -17,6 +17,10 @@ HALL_NAME = "Nhà văn hoá thôn Đông, xã An Bình"
 CELL = "CELL-THON-DONG"
 OTHER_CELL = "CELL-THON-TAY"
 ADDRESS = "Thôn Đông, xã An Bình, huyện Thuận Thành, Bắc Ninh"
+# The address above is the card's, written before the 2025 reform; central files the hall under the new list's
+# ward and province (central/regions.py), so the fleet's filters and names have a real place.
+HALL_COMMUNE, HALL_PROVINCE = "Phường Thuận Thành", "Bắc Ninh"
+DEVICE_POSITIONS = ("cửa chính", "cửa phụ")  # the demo's kiosks: "<hall's name> — cửa chính", ...
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ def seed_central(store, box, faces: Path, device_public_keys: list[str], *, now:
     from central import registry
     from central.enrolment import enrol_member
 
-    registry.add_hall(store, HALL, HALL_NAME)
+    registry.add_hall(store, HALL, HALL_NAME, commune=HALL_COMMUNE, province=HALL_PROVINCE)
     registry.add_cell(store, CELL, "Chi bộ thôn Đông")
     registry.add_cell(store, OTHER_CELL, "Chi bộ thôn Tây")
     for m in MEMBERS:
@@ -98,8 +102,8 @@ def seed_central(store, box, faces: Path, device_public_keys: list[str], *, now:
     registry.add_meeting(store, "MEET-TAY-" + meeting["starts"].strftime("%Y%m%d"), cell=OTHER_CELL, hall=HALL,
                          title="Sinh hoạt chi bộ thôn Tây", starts=meeting["starts"] + timedelta(days=1),
                          ends=meeting["ends"] + timedelta(days=1))
-    for key in device_public_keys:
-        registry.add_device(store, key, HALL)
+    for i, key in enumerate(device_public_keys):
+        registry.add_device(store, key, HALL, position=DEVICE_POSITIONS[i] if i < len(DEVICE_POSITIONS) else None)
     return meeting["meeting_id"]
 
 

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
-from ... import fleet, metrics
+from ... import fleet, metrics, regions
+from ...errors import RegistryError
 from ..deps import StoreDep, Viewer
 
 router = APIRouter(tags=["fleet"])
@@ -40,14 +41,22 @@ def devices(
     has_fault: bool | None = None,
     meeting_now: bool | None = Query(None, description="the hall has a meeting now or within 30 min"),
     severity: Severity | None = None,
-    q: str | None = Query(None, max_length=64, description="part of a hall's id or name, or of a device id"),
+    q: str | None = Query(None, max_length=64, description="part of a hall's id or name, or of a device's id or name"),
+    province: str | None = Query(None, max_length=64, description="province or city, as staff write it (bac ninh)"),
+    commune: str | None = Query(None, max_length=64, description="commune or ward (in that province if given)"),
 ) -> dict[str, Any]:
     """One page of kiosks, the number matching, and the whole fleet's counts by state and by version.
 
     Offline is ``neutral`` in a hall without a meeting and ``critical`` in one with a meeting now or within 30 min.
     """
+    try:
+        province_code = regions.province(province).code if province else None
+        commune_codes = regions.commune_codes(commune, province) if commune else ()
+    except RegistryError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     filters = fleet.Filters(states=tuple(dict.fromkeys(state or ())), hall=hall, version=version, has_fault=has_fault,
-                            meeting_now=meeting_now, severity=severity, text=(q or "").strip() or None)
+                            meeting_now=meeting_now, severity=severity, text=(q or "").strip() or None,
+                            province_code=province_code, commune_codes=commune_codes)
     return fleet.device_page(store, view_of(request), filters, sort=sort, descending=order == "desc", page=page, size=size)
 
 
