@@ -14,6 +14,7 @@ import uvicorn
 from . import keys, rejection_log
 from .alerts.engine import AlertEngine
 from .api import create_app
+from .api.routes.fleet_pages import close_feed
 from .collector import Collector
 from .server_thread import ServerThread
 from .settings import CentralSettings
@@ -107,6 +108,7 @@ class CentralService:
             self.media.stop()
             self.media = None
         if self._http is not None:
+            close_feed(self._http.server.config.app)  # open fleet streams would hold the server's shutdown
             self._http.stop()
         if self.alerts is not None:
             self.alerts.stop()

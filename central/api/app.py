@@ -19,6 +19,7 @@ from .deps import Public, current_staff, origin_of
 from .routes import commands, devices, meetings, rejections, session, system, users
 from .routes.alerts import router as alerts_router
 from .routes.fleet import router as fleet_router
+from .routes.fleet_pages import router as fleet_pages_router
 
 PAGE = Path(__file__).resolve().parent.parent / "static" / "index.html"
 DEFAULT_SESSION_S = 12 * 3600.0
@@ -126,6 +127,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(devices.halls_router)
     app.include_router(fleet_router)
+    app.include_router(fleet_pages_router)
     app.include_router(alerts_router)
     app.include_router(commands.router)
     page = PAGE.read_text(encoding="utf-8")

@@ -15,9 +15,10 @@ from tests.central import STAFF_TOKEN
 V, T, A = Role.viewer, Role.technician, Role.admin
 # Pages of this app anyone may load; they show no member or device data without a login.
 PAGES = {("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("GET", "/login/once/{code}"), ("POST", "/logout"),
-         ("GET", "/healthz")}
+         ("GET", "/healthz"), ("GET", "/fleet"), ("GET", "/fleet/devices"), ("GET", "/fleet/devices/{device}")}
 # Every route needing no staff login: the pages, and routes that check a credential of their own (a one-time token...).
-PUBLIC = PAGES | {("POST", "/enrol"), ("GET", "/enrol/ca")}  # the CA certificate is public by nature
+PUBLIC = PAGES | {("POST", "/enrol"), ("GET", "/enrol/ca"),  # the CA certificate is public by nature
+                  ("GET", "/vendor/uplot/{name}")}  # the vendored chart library: public code, no data
 # Called by central's own media server, never by staff: they check their caller themselves.
 MACHINE = {("POST", "/media/on_publish"), ("POST", "/media/on_record_done")}
 REQUIRED = {
@@ -35,6 +36,7 @@ REQUIRED = {
     ("GET", "/api/fleet/devices/{device}/history"): V,
     ("GET", "/api/fleet/devices/{device}/samples"): V,
     ("GET", "/metrics"): V,  # a viewer's API token in Prometheus' authorization (never anonymous)
+    ("GET", "/api/fleet/events"): V,  # the overview's live stream (a plain GET without text/event-stream: one snapshot)
     ("POST", "/api/devices"): T,
     ("POST", "/api/devices/{device}/revoke"): T,
     ("POST", "/api/devices/{device}/commands"): T,

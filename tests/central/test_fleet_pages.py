@@ -1,0 +1,146 @@
+"""The fleet pages in Chromium against a real central service and Mosquitto: the overview updated live over
+server-sent events, the device list's paging/sorting/filters in the URL, the device page's history and chart,
+and what a viewer may not do."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from central import accounts, registry
+from central.api.routes.fleet_pages import VENDOR, VENDOR_DIR
+from central.service import CentralService
+from central.store import open_store
+from contract import Topics
+from tests.central import STAFF_TOKEN, Device, Probe, settings_for
+from tests.conftest import free_port
+
+SHOTS = Path("/tmp/shots")
+SIZES = ((1440, 900), (1280, 800))
+
+
+def shots(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for width, height in SIZES:
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(SHOTS / f"fleet-{name}-{width}x{height}.png"), full_page=True)
+
+
+def status(device: Device, state: str = "online", **extra) -> bytes:
+    return json.dumps({"v": 1, "device": device.id, "state": state, "queue_depth": 0, **extra}).encode()
+
+
+def login(page, url: str, user: str, password: str, path: str) -> None:
+    url = url.rstrip("/")
+    page.goto(url + path)
+    page.fill("#username", user)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(url + "/")
+    page.goto(url + path)
+
+
+@pytest.fixture
+def hall_with_meeting(tmp_path, broker):
+    settings = settings_for(tmp_path, broker.port, http_port=free_port())
+    kiosk, other, now = Device(), Device(), datetime.now(UTC)
+    with open_store(settings.data_dir) as store:
+        registry.add_member(store, "m1", "Nguyễn Văn A", "C1")
+        registry.add_member(store, "m2", "Trần Thị B", "C1")
+        registry.add_hall(store, "H1", "Hội trường Phường Bến Nghé")
+        registry.add_hall(store, "H2", "Hội trường Xã Tân Phú")
+        registry.add_meeting(store, "mt1", cell="C1", hall="H1", title="Họp chi bộ tháng 11",
+                             starts=now - timedelta(minutes=5), ends=now + timedelta(hours=1))
+        registry.add_device(store, kiosk.public_key, "H1")
+        registry.add_device(store, other.public_key, "H2")
+        accounts.add_user(store, "kt", "technician", "kt-password-123")
+        accounts.add_user(store, "xem", "viewer", "viewer-password-123")
+    return settings, kiosk, other
+
+
+def test_overview_shows_counts_and_a_meeting_and_follows_a_kiosk_going_offline_without_a_reload(hall_with_meeting, broker,
+                                                                                               chromium):
+    settings, kiosk, other = hall_with_meeting
+    topics = Topics()
+    probe = Probe(broker.port)
+    with CentralService(settings) as service:
+        probe.publish(topics.status(kiosk.id), status(kiosk, stream={"state": "live"}), retain=True)
+        probe.publish(topics.attendance(kiosk.id), kiosk.record("m1", "mt1").to_wire())
+        page = chromium.new_page(viewport={"width": 1440, "height": 900})
+        try:
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            login(page, service.url, "kt", "kt-password-123", "/fleet")
+            page.wait_for_selector('.count-card[data-state=online] .n:text-is("1")', timeout=15_000)
+            assert page.locator(".count-card[data-state=never_seen] .n").inner_text() == "1"  # the kiosk in H2
+            row = page.wait_for_selector(f'#meeting-mt1 .kiosk[data-device-id="{kiosk.id}"][data-state=online]', timeout=15_000)
+            assert "Bến Nghé" in page.locator("#meeting-mt1").inner_text()
+            page.wait_for_selector('#meeting-mt1 .present b:text-is("1")', timeout=15_000)  # m1 checked in
+            assert page.locator('#meeting-mt1 .stream[data-stream=live]').count() == 1
+            assert row is not None and page.locator("#meeting-mt1").get_attribute("data-problems") == "0"
+            shots(page, "overview")
+
+            page.evaluate("window.__stayed = 'same page'")
+            probe.publish(topics.status(kiosk.id), status(kiosk, "offline"), retain=True)  # the broker's last will
+            page.wait_for_selector(f'#meeting-mt1 .kiosk[data-device-id="{kiosk.id}"][data-state=offline]', timeout=10_000)
+            assert "offline" in page.locator("#meeting-mt1 .problems").inner_text()
+            assert page.locator('.count-card[data-state=offline] .n').inner_text() == "1"
+            assert "critical" in page.locator('.count-card[data-state=offline]').get_attribute("class")  # a meeting is on
+            assert page.locator(f'#changes .change[data-device-id="{kiosk.id}"][data-state=offline]').count() == 1
+            assert page.evaluate("window.__stayed") == "same page"  # the change came over the stream, not a reload
+            shots(page, "overview-offline")
+
+            probe.publish(topics.status(kiosk.id), status(kiosk, stream={"state": "live"}), retain=True)
+            page.wait_for_selector(f'#meeting-mt1 .kiosk[data-device-id="{kiosk.id}"][data-state=online]', timeout=10_000)
+            assert page.evaluate("window.__stayed") == "same page"
+            assert errors == []
+        finally:
+            page.close()
+    probe.close()
+
+
+def test_the_event_stream_sends_a_snapshot_then_only_what_changed(hall_with_meeting, broker):
+    import httpx
+
+    settings, kiosk, _ = hall_with_meeting
+    topics = Topics()
+    probe = Probe(broker.port)
+    with CentralService(settings) as service:
+        headers = {"Authorization": f"Bearer {STAFF_TOKEN}", "Accept": "text/event-stream"}
+        with httpx.stream("GET", service.url + "api/fleet/events", headers=headers, timeout=30) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = response.iter_lines()
+            first = _next_event(lines)
+            assert first[0] == "snapshot" and first[1]["counts"]["by_state"]["never_seen"] == 2
+            assert "mt1" in first[1]["meetings"]
+            probe.publish(topics.status(kiosk.id), status(kiosk), retain=True)
+            kind, change = _next_event(lines)
+            assert kind == "changes"
+            assert change["counts"]["by_state"]["online"] == 1
+            assert set(change["devices"]["changed"]) == {kiosk.id}  # only the kiosk that changed, not the fleet
+            assert "alerts" not in change and "versions" not in change or change["versions"] != first[1]["versions"]
+        # a script not asking for a stream gets the snapshot once
+        once = httpx.get(service.url + "api/fleet/events", headers={"Authorization": headers["Authorization"]}, timeout=10)
+        assert once.status_code == 200 and once.json()["counts"]["by_state"]["online"] == 1
+    probe.close()
+
+
+def _next_event(lines) -> tuple[str, dict]:
+    kind = None
+    for line in lines:
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: ") and kind:
+            return kind, json.loads(line[6:])
+    raise AssertionError("stream ended")
+
+
+def test_the_vendored_chart_library_is_the_pinned_one_with_its_licence():
+    for name, (_, digest) in VENDOR.items():
+        assert hashlib.sha256((VENDOR_DIR / name).read_bytes()).hexdigest() == digest, name
+    assert "MIT" in (VENDOR_DIR / "LICENSE").read_text() and "Leon Sorokin" in (VENDOR_DIR / "LICENSE").read_text()
