@@ -16,7 +16,7 @@ from central.api.routes.fleet_pages import VENDOR, VENDOR_DIR
 from central.service import CentralService
 from central.store import open_store
 from contract import Topics
-from tests.central import STAFF_TOKEN, Device, Probe, settings_for
+from tests.central import STAFF_TOKEN, Device, Probe, settings_for, wait_until
 from tests.conftest import free_port
 
 SHOTS = Path("/tmp/shots")
@@ -130,6 +130,13 @@ def test_the_event_stream_sends_a_snapshot_then_only_what_changed(hall_with_meet
     probe.close()
 
 
+def _totals(service) -> dict:
+    import httpx
+
+    response = httpx.get(service.url + "api/fleet/devices?size=1", headers={"Authorization": f"Bearer {STAFF_TOKEN}"}, timeout=10)
+    return response.json()["totals"]["by_state"]
+
+
 def _next_event(lines) -> tuple[str, dict]:
     kind = None
     for line in lines:
@@ -144,3 +151,66 @@ def test_the_vendored_chart_library_is_the_pinned_one_with_its_licence():
     for name, (_, digest) in VENDOR.items():
         assert hashlib.sha256((VENDOR_DIR / name).read_bytes()).hexdigest() == digest, name
     assert "MIT" in (VENDOR_DIR / "LICENSE").read_text() and "Leon Sorokin" in (VENDOR_DIR / "LICENSE").read_text()
+
+
+def test_device_list_pages_sorts_and_filters_with_the_view_in_the_address(hall_with_meeting, broker, chromium):
+    settings, kiosk, other = hall_with_meeting
+    extra = [Device() for _ in range(23)]
+    with open_store(settings.data_dir) as store:
+        for n, d in enumerate(extra):
+            registry.add_device(store, d.public_key, f"H{3 + n % 4}")
+    topics = Topics()
+    probe = Probe(broker.port)
+    with CentralService(settings) as service:
+        for n, d in enumerate(extra[:12]):
+            probe.publish(topics.status(d.id), status(d, version=f"1.{n % 3}.0"), retain=True)
+        # offline in a hall with a meeting (H1) is a failure; offline in a closed hall (H2) is not
+        probe.publish(topics.status(kiosk.id), status(kiosk, version="1.0.0"), retain=True)
+        probe.publish(topics.status(other.id), status(other, version="1.0.0"), retain=True)
+        probe.publish(topics.status(kiosk.id), status(kiosk, "offline"), retain=True)
+        probe.publish(topics.status(other.id), status(other, "offline"), retain=True)
+        wait_until(lambda: _totals(service)["online"] == 12 and _totals(service)["offline"] == 2, timeout=15,
+                   what="the statuses ingested")  # the list page loads once: it must find them stored
+        page = chromium.new_page(viewport={"width": 1440, "height": 900})
+        try:
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            login(page, service.url, "xem", "viewer-password-123", "/fleet/devices?size=10")
+            page.wait_for_selector(f'.device[data-device-id="{kiosk.id}"][data-severity=critical]', timeout=15_000)
+            page.wait_for_selector(f'.device[data-device-id="{other.id}"][data-state=offline][data-severity=neutral]')
+            assert page.locator(".device").count() == 10
+            assert page.locator("#page-info").get_attribute("data-pages") == "3"  # 25 kiosks, 10 a page
+            red = page.locator(f'.device[data-device-id="{kiosk.id}"] td.state').evaluate("e => getComputedStyle(e).backgroundColor")
+            grey = page.locator(f'.device[data-device-id="{other.id}"] td.state').evaluate("e => getComputedStyle(e).backgroundColor")
+            assert red == "rgb(187, 0, 0)" and grey == "rgb(238, 238, 238)"
+            shots(page, "devices")
+
+            page.click("#next")
+            page.wait_for_selector('#page-info[data-page="2"]')
+            assert "page=2" in page.url
+            page.click('th[data-sort="version"]')
+            page.wait_for_function("document.body.dataset.loaded.includes('sort=version')")
+            assert "sort=version" in page.url and "page=" not in page.url
+            versions = page.locator(".device .version").all_inner_texts()
+            known = [v for v in versions if v != "—"]
+            assert known == sorted(known) and known[0] == "1.0.0"
+            page.click('th[data-sort="version"]')
+            page.wait_for_function("document.body.dataset.loaded.includes('order=desc')")
+            assert page.locator(".device .version").first.inner_text() == "1.2.0"
+
+            page.select_option("select[name=state]", "online")
+            page.fill("input[name=version]", "1.1.0")
+            page.click("#filters button[type=submit]")
+            page.wait_for_function("document.body.dataset.loaded.includes('state=online')")
+            assert "state=online" in page.url and "version=1.1.0" in page.url
+            rows = page.locator(".device")
+            assert rows.count() == 4 and set(rows.evaluate_all("rs => rs.map(r => r.dataset.state)")) == {"online"}
+            shared = page.url
+            page.goto(shared)  # the same address shows the same view to whoever opens it
+            page.wait_for_function("document.body.dataset.loaded && document.body.dataset.loaded.includes('state=online')")
+            assert page.locator(".device").count() == 4
+            assert page.locator("select[name=state]").input_value() == "online"
+            assert errors == []
+        finally:
+            page.close()
+    probe.close()
