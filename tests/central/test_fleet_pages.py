@@ -214,3 +214,58 @@ def test_device_list_pages_sorts_and_filters_with_the_view_in_the_address(hall_w
         finally:
             page.close()
     probe.close()
+
+
+def test_device_page_shows_history_and_a_chart_and_only_technicians_get_actions(hall_with_meeting, broker, chromium):
+    settings, kiosk, _ = hall_with_meeting
+    topics = Topics()
+    probe = Probe(broker.port)
+    with CentralService(settings) as service:
+        probe.publish(topics.status(kiosk.id), status(kiosk, temperature_c=61.5, disk_free_bytes=12_000_000_000,
+                                                      version="1.2.0", queue_depth=3), retain=True)
+        probe.publish(topics.attendance(kiosk.id), kiosk.record("m1", "mt1").to_wire())
+        probe.publish(topics.status(kiosk.id), status(kiosk, "offline"), retain=True)
+        wait_until(lambda: _totals(service)["offline"] == 1, timeout=15, what="the will ingested")
+        url = service.url.rstrip("/") + f"/fleet/devices/{kiosk.id}"
+        viewer = chromium.new_page(viewport={"width": 1440, "height": 900})
+        try:
+            errors: list[str] = []
+            viewer.on("pageerror", lambda e: errors.append(str(e)))
+            login(viewer, service.url, "xem", "viewer-password-123", f"/fleet/devices/{kiosk.id}")
+            viewer.wait_for_selector("body[data-loaded=yes]", timeout=15_000)
+            kinds = viewer.locator("#history .event").evaluate_all("rs => rs.map(r => r.dataset.kind)")
+            assert kinds == ["went_offline", "first_seen"]  # newest first
+            assert "Bến Nghé" in viewer.locator("#title").inner_text()
+            assert viewer.locator("#state").get_attribute("data-severity") == "critical"  # offline during a meeting
+            assert viewer.locator("#chart-temperature canvas").count() == 1  # uPlot drew it
+            assert viewer.locator("#chart-temperature").get_attribute("data-points") == "1"
+            assert viewer.locator("#records .record").count() == 1
+            assert viewer.locator("#actions").is_hidden() and viewer.locator("#viewer-note").is_visible()
+            assert viewer.locator("#actions button:visible").count() == 0
+            shots(viewer, "device-viewer")
+            viewer.click('.range button[data-range="7d"]')
+            viewer.wait_for_selector('.range button[data-range="7d"][aria-pressed=true]')
+            viewer.wait_for_function("document.querySelectorAll('#chart-temperature canvas').length === 1")
+            assert errors == []
+        finally:
+            viewer.close()
+
+        tech = chromium.new_page(viewport={"width": 1440, "height": 900})
+        try:
+            login(tech, service.url, "kt", "kt-password-123", f"/fleet/devices/{kiosk.id}")
+            tech.wait_for_selector("body[data-loaded=yes]", timeout=15_000)
+            assert tech.locator("#actions").is_visible() and tech.locator("#selftest").is_visible()
+            shots(tech, "device-technician")
+            asked: list[str] = []
+
+            def answer(dialog):
+                asked.append(dialog.message)
+                dialog.accept()
+            tech.on("dialog", answer)
+            tech.click("#revoke")
+            tech.wait_for_selector("#state[data-state=revoked]", timeout=10_000)
+            assert "Revoke this kiosk?" in asked[0]
+            assert tech.url == url
+        finally:
+            tech.close()
+    probe.close()
