@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
-from ... import attempts, audit, device_state, registry
+from ... import attempts, audit, device_queries, device_state, registry
 from ...errors import NotFound, RegistryError
 from ..deps import SQLITE_MAX_INT, StoreDep, Technician, Viewer, remote_of
 
@@ -28,14 +28,7 @@ def list_devices(store: StoreDep, _: Viewer, request: Request) -> list[dict[str,
     broker = collector.link.state() if collector is not None else None
     stale_s = collector.settings.device_stale_s if collector is not None else device_state.DEFAULT_STALE_S
     out = []
-    for r in store.rows(
-        "SELECT d.id, d.hall, d.registered_at, d.revoked_at, s.state, s.status, s.last_seen, "
-        "COALESCE(c.seq, 0) AS acked_seq, (SELECT COUNT(*) FROM pending p WHERE p.device = d.id) AS held, "
-        "(SELECT COUNT(*) FROM rejections j WHERE j.device = d.id AND j.alarm = 1) AS alarms, "
-        "(SELECT COUNT(*) FROM records r WHERE r.device = d.id AND r.clock_flag IS NOT NULL) AS clock_flags "
-        "FROM devices d LEFT JOIN device_status s ON s.device = d.id LEFT JOIN chain c ON c.device = d.id "
-        "ORDER BY d.hall, d.id"
-    ):
+    for r in device_queries.devices_with_status(store):
         raw = r.pop("status")
         status = json.loads(raw) if raw else {}
         out.append({
@@ -84,17 +77,7 @@ def device_records(
 
     An unknown device has no records: the list is empty.
     """
-    where, params = ["device = ?"], [device]
-    if flagged:
-        where.append("clock_flag IS NOT NULL")
-    if before_seq is not None:
-        where.append("seq < ?")
-        params.append(before_seq)
-    return store.rows(
-        "SELECT seq, meeting, member, received_at, device_wall AS device_time, synced, boot_id, monotonic, "
-        f"placed_at, placed_by, clock_flag FROM records WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
-        [*params, limit],
-    )
+    return device_queries.device_records(store, device, flagged=flagged, limit=limit, before_seq=before_seq)
 
 
 class NewDevice(BaseModel):

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from ... import device_queries
 from ..deps import Public, StoreDep, Viewer
 
 router = APIRouter(tags=["system"])
@@ -30,5 +31,5 @@ def me(staff: Viewer, store: StoreDep) -> dict[str, Any]:
         "name": staff.name,
         "role": staff.role.name,
         "via": staff.via,
-        "alarms": store.scalar("SELECT COUNT(*) FROM rejections WHERE alarm = 1"),
+        "alarms": device_queries.open_alarms(store),
     }
