@@ -19,7 +19,7 @@ Measured, while that load runs:
 - offline -> alert: kiosks of halls with a meeting now have their TCP connection closed without DISCONNECT
   (as when a kiosk loses power: Mosquitto publishes the last will), then GET /api/alerts is polled until the
   meeting_kiosk_down alert for each is open. For the bench, central evaluates rules every second
-  (HALL_CENTRAL_ALERT_INTERVAL_S=1), the boot grace is off (HALL_CENTRAL_ALERT_BOOT_GRACE_S=0) and the rule's
+  (HALL_CENTRAL_ALERT_INTERVAL_S=1, --alert-interval), the boot grace is off (HALL_CENTRAL_ALERT_BOOT_GRACE_S=0) and the rule's
   grace is set to --alert-grace s (5) through PUT /api/alerts/rules; in service it is 120 s, 15 s and 300 s;
 - the check-in burst: records stored at central and how long the burst took to drain;
 - central's and Mosquitto's resident memory (max) and CPU seconds used; how many kiosks central shows online.
@@ -73,6 +73,7 @@ VERSIONS = ("0.9.1", "1.0.0", "1.0.1")
 MEETING_EVERY = 10  # one hall in ten has a meeting
 PER_HALL = 2
 PROBES = 8
+ALERT_INTERVAL_S = 1.0  # --alert-interval
 QUERIES = (
     {}, {"sort": "queue_depth", "order": "desc"}, {"sort": "last_contact"}, {"state": "offline"},
     {"meeting_now": "true"}, {"severity": "critical"}, {"q": "thôn 0012"}, {"page": 20, "size": 200},
@@ -170,7 +171,7 @@ def start_central(data_dir: Path, mqtt_port: int, log: Path) -> tuple[subprocess
     http_port = free_port()
     env = {**os.environ, "HALL_CENTRAL_DATA_DIR": str(data_dir), "HALL_CENTRAL_MQTT_PORT": str(mqtt_port),
            "HALL_CENTRAL_HTTP_PORT": str(http_port), "HALL_CENTRAL_STAFF_TOKEN_ENABLED": "false",
-           "HALL_CENTRAL_ALERT_INTERVAL_S": "1", "HALL_CENTRAL_ALERT_BOOT_GRACE_S": "0",
+           "HALL_CENTRAL_ALERT_INTERVAL_S": str(ALERT_INTERVAL_S), "HALL_CENTRAL_ALERT_BOOT_GRACE_S": "0",
            "HALL_CENTRAL_MQTT_CLIENT_ID": f"hall-central-bench-{os.getpid()}"}
     hall = Path(sys.executable).with_name("hall")
     proc = subprocess.Popen([str(hall), "central", "run", "--log-level", "WARNING"], env=env, stdout=log.open("wb"),
@@ -407,10 +408,13 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=5, help="check-in records per kiosk of a hall with a meeting")
     ap.add_argument("--offline", type=int, default=3, help="kiosks dropped uncleanly during a meeting")
     ap.add_argument("--alert-grace", type=float, default=5.0, help="meeting_kiosk_down's grace_s for the bench")
+    ap.add_argument("--alert-interval", type=float, default=1.0, help="central's rule evaluation period (service: 15 s)")
     ap.add_argument("--nofile", type=int, default=65_536)
     ap.add_argument("--seed", type=int, default=10)
     ap.add_argument("--keep", action="store_true", help="keep the data directory and logs")
     args = ap.parse_args()
+    global ALERT_INTERVAL_S
+    ALERT_INTERVAL_S = args.alert_interval
     n, seed_ = args.devices, args.seed
     nofile = raise_nofile(args.nofile)
     tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
@@ -512,7 +516,7 @@ def main() -> None:
             list_requests=len(lists), list_p50_ms=pct(lists, 0.5), list_p95_ms=pct(lists, 0.95),
             overview_requests=len(overview), overview_p50_ms=pct(overview, 0.5), overview_p95_ms=pct(overview, 0.95),
             api_errors=len(errors), offline_dropped=len(dropped), offline_alerts=len(alert_s),
-            offline_to_alert_s=sorted(round(v, 1) for v in alert_s.values()), alert_grace_s=args.alert_grace,
+            offline_to_alert_s=sorted(round(v, 1) for v in alert_s.values()), alert_grace_s=args.alert_grace, alert_interval_s=args.alert_interval,
             records_sent=expected, records_stored=stored, burst_drain_s=burst_drain_s,
             central_rss_max_mb=round(watch_c.rss_max / 2**20, 1), central_cpu_s=round(watch_c.cpu() - watch_c.cpu0, 1),
             broker_rss_max_mb=round(watch_b.rss_max / 2**20, 1), broker_cpu_s=round(watch_b.cpu() - watch_b.cpu0, 1),
@@ -536,7 +540,7 @@ def main() -> None:
     print(f"GET /api/fleet/devices x{result['list_requests']}: p50 {result['list_p50_ms']} ms, p95 {result['list_p95_ms']} ms; "
           f"overview (totals + active alerts) x{result['overview_requests']}: p50 {result['overview_p50_ms']} ms, "
           f"p95 {result['overview_p95_ms']} ms; errors {result['api_errors']}")
-    print(f"offline -> alert open (rule grace {args.alert_grace} s, rules every 1 s): {result['offline_to_alert_s']} s "
+    print(f"offline -> alert open (rule grace {args.alert_grace} s, rules every {args.alert_interval:g} s): {result['offline_to_alert_s']} s "
           f"for {result['offline_alerts']}/{result['offline_dropped']} kiosks dropped")
     print(f"check-in burst: {result['records_stored']}/{result['records_sent']} records stored, "
           f"last one {result['burst_drain_s']} s after the meeting start")
