@@ -42,3 +42,15 @@ def device_records(store: Store, device: str, *, flagged: bool, limit: int, befo
 
 def open_alarms(store: Store) -> int:
     return store.scalar("SELECT COUNT(*) FROM rejections WHERE alarm = 1") or 0
+
+
+def names(store: Store, members: list[str], meetings: list[str]) -> dict[str, dict[str, str]]:
+    """Members' names and meetings' titles by id (ids unknown to central are left out), for pages that
+    list records and attempts by id."""
+    def by_id(sql: str, ids: list[str]) -> dict[str, str]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        return {r["id"]: r["name"] for r in store.rows(sql.format(marks=marks), ids)}
+    return {"members": by_id("SELECT id, name FROM members WHERE id IN ({marks})", members),
+            "meetings": by_id("SELECT id, title AS name FROM meetings WHERE id IN ({marks})", meetings)}

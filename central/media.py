@@ -7,6 +7,11 @@
 - ``rtmp://HOST:RTMP_PORT/main/<device>.<key>``: the main room's encoder pushes
   here; nginx cuts it into HLS under ``<data_dir>/media/hls`` and serves it at
   ``http://HOST:HTTP_PORT/hls/<name>.m3u8`` for the kiosks' page.
+- Each hall's push is also relayed into ``hall_hls`` and cut into HLS under
+  ``<data_dir>/media/hls_hall/<device>/index.m3u8``; nginx does not serve it:
+  staff watch it through central's API (``GET /api/media/hls/<device>/<file>``,
+  staff login), since it shows a meeting's members and must not reach whoever
+  can reach the media port.
 - Both applications ask central's API before accepting a publisher
   (``on_publish``, see ``central/api/routes/media.py``): only an enrolled, not
   revoked device presenting its HMAC stream key may push, and into ``main`` only
@@ -44,6 +49,7 @@ MEDIA_KEY_FILE = "media.key"
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 KEY_SEP = "."
 HLS_APP = "main_hls"  # internal: fed only by the relay from "main"
+HALL_HLS_APP = "hall_hls"  # internal: fed only by the relay from "hall"; its HLS is for staff, through central's API
 MAIN_HALL = "MAIN"  # devices of this hall may publish into "main"
 RELAY_PARAM = "relay"
 
@@ -120,6 +126,7 @@ class MediaServer:
         self.nginx, self.rtmp_module = nginx, Path(rtmp_module)
         self.hls_fragment_s, self.hls_playlist_s = hls_fragment_s, hls_playlist_s
         self.recordings_dir, self.hls_dir = self.root / "recordings", self.root / "hls"
+        self.hall_hls_dir = self.root / "hls_hall"
         self.conf_path, self.pid_path = self.root / "nginx.conf", self.root / "nginx.pid"
         self.error_log = self.root / "logs" / "error.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -199,6 +206,8 @@ rtmp {{
             # Chunks: the retention can delete the finished parts of a push that lasts for hours.
             record_interval {self.record_chunk_s}s;
             on_record_done {self.on_record_done_url};
+            # Relayed (under the renamed device id, as for main) into hall_hls for staff's live view.
+            push rtmp://{self._relay_host}:{self.rtmp_port}/{HALL_HLS_APP}?{RELAY_PARAM}={relay_key(media_secret(self._data_dir))};
         }}
         application main {{
             on_publish {self.on_publish_url};
@@ -219,6 +228,20 @@ rtmp {{
             deny play all;
             hls on;
             hls_path {_conf(str(self.hls_dir))};
+            hls_fragment {self.hls_fragment_s}s;
+            hls_playlist_length {self.hls_playlist_s}s;
+            hls_cleanup on;
+        }}
+        application {HALL_HLS_APP} {{
+            on_publish {self.on_publish_url};
+            notify_method post;
+            live on;
+            allow publish {self._relay_host};
+            deny publish all;
+            deny play all;
+            hls on;
+            hls_path {_conf(str(self.hall_hls_dir))};
+            hls_nested on;
             hls_fragment {self.hls_fragment_s}s;
             hls_playlist_length {self.hls_playlist_s}s;
             hls_cleanup on;
@@ -254,7 +277,7 @@ http {{
     def write_config(self) -> Path:
         # Recordings are of members' meetings, and the config holds the relay key: ours alone
         # (nginx runs as this user, and its files are made 0600 by the umask it is started with).
-        for d in (self.root, self.recordings_dir, self.hls_dir, self.error_log.parent, self.root / "tmp"):
+        for d in (self.root, self.recordings_dir, self.hls_dir, self.hall_hls_dir, self.error_log.parent, self.root / "tmp"):
             d.mkdir(parents=True, exist_ok=True)
             d.chmod(0o700)
         fd = os.open(self.conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

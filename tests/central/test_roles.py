@@ -25,6 +25,9 @@ REQUIRED = {
     ("GET", "/api/me"): V,
     ("GET", "/api/collector"): V,
     ("GET", "/api/media"): V,
+    ("GET", "/api/media/hls/{device}/{file}"): V,  # a hall's live stream (HLS), staff only
+    ("GET", "/api/media/main/{file}"): V,  # the main room's, for staff on the device page
+    ("GET", "/api/names"): V,  # members' names and meetings' titles for ids a page shows
     ("GET", "/api/meetings"): V,
     ("GET", "/api/meetings/{meeting_id}/attendance"): V,
     ("GET", "/api/devices"): V,

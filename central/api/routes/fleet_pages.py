@@ -15,11 +15,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from ... import fleet_live
-from ..deps import Public, Viewer, current_staff
+from ... import device_queries, fleet_live
+from ..deps import Public, StoreDep, Viewer, current_staff
 from . import session
 from .fleet import view_of
 
@@ -67,6 +67,23 @@ def vendored(name: str) -> Response:
     if hashlib.sha256(body).hexdigest() != digest:
         raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, f"vendored {name} does not match its pinned sha256")
     return Response(body, media_type=media_type, headers={"Cache-Control": "public, max-age=86400"})
+
+
+MAX_NAMES = 100  # ids a page asks about at once (a page of records and attempts is well under)
+MAX_ID = 64
+
+
+@router.get("/api/names")
+def names(store: StoreDep, _: Viewer, member: list[str] = Query([]), meeting: list[str] = Query([])) -> dict[str, Any]:
+    """Members' names and meetings' titles for the ids a page shows (records and attempts carry ids only).
+
+    ``?member=ID&member=ID&meeting=ID``; at most 100 of each, each at most 64 characters; unknown ids are left out.
+    """
+    for kind, ids in (("member", member), ("meeting", meeting)):
+        if len(ids) > MAX_NAMES or any(not 0 < len(i) <= MAX_ID for i in ids):
+            raise HTTPException(status.HTTP_400_BAD_REQUEST,
+                                f"at most {MAX_NAMES} {kind} ids of 1-{MAX_ID} characters / tối đa {MAX_NAMES} mã")
+    return device_queries.names(store, sorted(set(member)), sorted(set(meeting)))
 
 
 def feed_of(request: Request) -> fleet_live.Feed:

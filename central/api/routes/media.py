@@ -19,7 +19,9 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import re
 import time
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -28,13 +30,14 @@ from fastapi.responses import Response
 
 from ... import registry
 from ...ingest import reject
-from ...media import HLS_APP, KEY_SEP, MAIN_HALL, RELAY_PARAM, check_stream_key, relay_key
+from ...media import HALL_HLS_APP, HLS_APP, KEY_SEP, MAIN_HALL, RELAY_PARAM, check_stream_key, relay_key
 from ..deps import MachineCallback, StoreDep, Viewer
 
 log = logging.getLogger(__name__)
 
 TOPIC = "media/on_publish"
-APPS = ("hall", "main", HLS_APP)
+APPS = ("hall", "main", HLS_APP, HALL_HLS_APP)
+RELAYED = {HLS_APP: "main", HALL_HLS_APP: "hall"}  # internal HLS application -> the one whose relay feeds it
 MAX_BODY = 4096
 REPEAT_WINDOW_S = 60.0
 
@@ -109,10 +112,10 @@ async def on_publish(request: Request, store: StoreDep, secret: MediaSecret) -> 
         reason = "central has no media secret configured"
     elif app not in APPS:
         reason = f"unknown application {app!r}"
-    elif app == HLS_APP:
+    elif app in RELAYED:
         presented = parse_qs(urlsplit(fields.get("tcurl", "")).query).get(RELAY_PARAM, [""])[0]
         if not hmac.compare_digest(presented.encode(), relay_key(secret).encode()):
-            reason = f"{HLS_APP} takes only central's relay from main (no relay key)"
+            reason = f"{app} takes only central's relay from {RELAYED[app]} (no relay key)"
     elif (device_id := check_stream_key(secret, name)) is None:
         reason = "wrong stream key" if claimed else "no stream key"
     else:
@@ -135,7 +138,7 @@ async def on_publish(request: Request, store: StoreDep, secret: MediaSecret) -> 
             with store.transaction():
                 reject(store, TOPIC, claimed, text, _redacted(fields))
         return Response(status_code=status.HTTP_403_FORBIDDEN, content=reason, media_type="text/plain")
-    if app == HLS_APP:
+    if app in RELAYED:
         return Response(status_code=status.HTTP_200_OK)  # the relay: already renamed to the device id
     log.info("media: device %s publishing to %s from %s", device_id, app, fields.get("addr", "?"))
     # A 3xx from on_publish makes nginx-rtmp rename the stream to Location: the HLS
@@ -160,7 +163,55 @@ def media_status(request: Request, _: Viewer) -> dict[str, Any]:
     server = getattr(request.app.state, "media_server", None)
     if server is None:
         return {"enabled": False}
-    return {"enabled": True, "running": server.running, "urls": server.urls, "recordings": server.retention.status()}
+    main = sorted(p.stem for p in server.hls_dir.glob("*.m3u8") if MAIN_PLAYLIST.fullmatch(p.name))
+    return {"enabled": True, "running": server.running, "urls": server.urls, "recordings": server.retention.status(),
+            "main_streams": [f"/api/media/main/{name}.m3u8" for name in main]}
+
+
+# Staff watch the halls (and the main room) through central, not nginx: the session and roles are checked
+# here like any staff API, on the page's own origin, and nginx keeps no public door to a meeting's pictures.
+# Only what nginx-rtmp writes is served: a playlist and its numbered segments, by strict name.
+DEVICE_ID = re.compile(r"d[0-9a-f]{32}")
+HALL_FILE = re.compile(r"index\.m3u8|[0-9]{1,12}\.ts")  # hls_nested: <hls_hall>/<device>/index.m3u8, <n>.ts
+MAIN_PLAYLIST = re.compile(r"d[0-9a-f]{32}\.m3u8")
+MAIN_FILE = re.compile(r"d[0-9a-f]{32}(?:\.m3u8|-[0-9]{1,12}\.ts)")  # <hls>/<device>.m3u8, <device>-<n>.ts
+MAX_HLS_FILE = 64 * 1024 * 1024  # a 2 s segment is well under 1 MB; anything this big is not ours
+
+
+def _hls(request: Request, where: str, *parts: str) -> Response:
+    server = getattr(request.app.state, "media_server", None)
+    if server is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no media server / không có máy chủ truyền hình")
+    base: Path = getattr(server, where).resolve()
+    path = base.joinpath(*parts).resolve()
+    if not path.is_relative_to(base):  # the patterns already forbid it; a link placed in the dir must not lead out
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such stream file")
+    try:
+        with path.open("rb") as f:  # nginx deletes old segments as it goes: read at once, not stat then stream
+            body = f.read(MAX_HLS_FILE + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not streaming now / không có truyền hình lúc này") from None
+    if len(body) > MAX_HLS_FILE:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such stream file")
+    playlist = path.suffix == ".m3u8"
+    return Response(body, media_type="application/vnd.apple.mpegurl" if playlist else "video/mp2t",
+                    headers={"Cache-Control": "no-store" if playlist else "private, max-age=60"})
+
+
+@staff.get("/api/media/hls/{device}/{file}")
+def hall_hls(request: Request, device: str, file: str, _: Viewer) -> Response:
+    """A hall kiosk's live stream as HLS (``index.m3u8`` and its segments), for logged-in staff."""
+    if not DEVICE_ID.fullmatch(device) or not HALL_FILE.fullmatch(file):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such stream file")
+    return _hls(request, "hall_hls_dir", device, file)
+
+
+@staff.get("/api/media/main/{file}")
+def main_hls(request: Request, file: str, _: Viewer) -> Response:
+    """The main room's live stream as HLS (``<device>.m3u8`` and its segments), for logged-in staff."""
+    if not MAIN_FILE.fullmatch(file):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such stream file")
+    return _hls(request, "hls_dir", file)
 
 
 # What the media deployment includes: nginx's callbacks (loopback only) and the staff status.
