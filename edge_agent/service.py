@@ -133,6 +133,9 @@ class Agent:
             log.error("%s", exc)
             self.faults.append(str(exc))
             del self.faults[:-5]
+        # The status sent on connect said "no roster from central yet" (the bundle comes after it); without
+        # this, staff would see that fault on a working kiosk until the next periodic status.
+        self.uplink.publish_status()
 
     def _open_hardware(self) -> None:
         s = self.settings
