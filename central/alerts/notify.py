@@ -24,7 +24,8 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.header import Header
+from email.mime.text import MIMEText
 from typing import Any
 
 import httpx
@@ -47,9 +48,12 @@ def subject_line(note: dict[str, Any]) -> str:
     """Vietnamese first: '[CẢNH BÁO] <title vi> · <where> / [ALERT] <title en>'."""
     vi, en = HEADLINE[note["event"]]
     title_vi, _, title_en = note["title"].partition(" / ")
-    where = note["alert"].get("hall") or ""
-    if note["alert"].get("device"):
-        where = f"{where} · {note['alert']['device']}"
+    alert = note["alert"]
+    where = alert.get("hall_name") or alert.get("hall") or ""
+    if alert.get("device_name"):  # "<hall> — <position>": it names the hall too
+        where = alert["device_name"]
+    elif alert.get("device"):
+        where = f"{where} · {alert['device']}"
     return f"[{vi}] {title_vi} · {where} / [{en}] {title_en or title_vi}"
 
 
@@ -63,17 +67,17 @@ class EmailChannel:
 
     def send(self, note: dict[str, Any]) -> None:
         alert = note["alert"]
-        msg = EmailMessage()
-        msg["Subject"] = subject_line(note)
-        msg["From"] = self.sender
-        msg["To"] = ", ".join(self.recipients)
-        msg["Message-ID"] = f"<{note['nonce']}@hall-central>"
-        msg.set_content(
+        # MIMEText with an email.header.Header subject, not EmailMessage: the latter's folding puts the space
+        # between encoded words ("H-FAULT — máy 1" arrived as "H-FAULT— máy 1"); Header keeps spaces inside them.
+        msg = MIMEText(
             f"{alert['summary']}\n\n"
             f"Quy tắc / rule: {alert['rule']}\nTrạng thái / state: {alert['state']}\n"
             f"Mở lúc / opened at: {alert['opened_at']} (lần / times opened: {alert['opened_count']})\n"
-            f"Hết lúc / resolved at: {alert.get('resolved_at') or '-'}\nMã / id: {alert['id']}\n"
-        )
+            f"Hết lúc / resolved at: {alert.get('resolved_at') or '-'}\nMã / id: {alert['id']}\n", "plain", "utf-8")
+        msg["Subject"] = Header(subject_line(note), "utf-8")
+        msg["From"] = self.sender
+        msg["To"] = ", ".join(self.recipients)
+        msg["Message-ID"] = f"<{note['nonce']}@hall-central>"
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
             if self.starttls:
                 smtp.starttls(context=ssl.create_default_context())

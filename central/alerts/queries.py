@@ -29,6 +29,7 @@ class DeviceView:
     status: dict[str, Any]
     chain_seq: int
     uptime_now: float | None  # the reported uptime plus the age of that report
+    name: str | None = None  # given at enrolment ("<hall> — cửa chính"): what staff call the kiosk
 
     @property
     def stream(self) -> dict[str, Any] | None:
@@ -40,7 +41,7 @@ def devices(store: Store, now: datetime, broker: dict[str, Any] | None, stale_s:
     """Every registered, unrevoked kiosk with its last status and the state central can vouch for."""
     out = []
     for r in store.rows(
-        "SELECT d.id, d.hall, h.name AS hall_name, d.revoked_at, s.state, s.status, s.last_seen, COALESCE(c.seq, 0) AS chain_seq "
+        "SELECT d.id, d.name, d.hall, h.name AS hall_name, d.revoked_at, s.state, s.status, s.last_seen, COALESCE(c.seq, 0) AS chain_seq "
         "FROM devices d LEFT JOIN halls h ON h.id = d.hall LEFT JOIN device_status s ON s.device = d.id "
         "LEFT JOIN chain c ON c.device = d.id WHERE d.revoked_at IS NULL"
     ):
@@ -51,7 +52,7 @@ def devices(store: Store, now: datetime, broker: dict[str, Any] | None, stale_s:
         if isinstance(uptime, int | float) and seen is not None:
             uptime_now = uptime + max(0.0, (now - seen).total_seconds())
         out.append(DeviceView(r["id"], r["hall"], r["hall_name"], shown["state"], shown["state_reason"], status,
-                              r["chain_seq"], uptime_now))
+                              r["chain_seq"], uptime_now, r["name"]))
     return out
 
 
@@ -215,7 +216,9 @@ def listed(store: Store, state: str | None, limit: int, before_id: int | None) -
 
 
 def one(store: Store, alert: int) -> dict[str, Any] | None:
-    found = store.row("SELECT * FROM alerts WHERE id = ?", [alert])
+    # with the kiosk's and hall's names: a notification built from this names them, never by raw id alone
+    found = store.row("SELECT a.*, d.name AS device_name, h.name AS hall_name FROM alerts a "
+                      "LEFT JOIN devices d ON d.id = a.device LEFT JOIN halls h ON h.id = a.hall WHERE a.id = ?", [alert])
     if found is None:
         return None
     found = _shaped(found)

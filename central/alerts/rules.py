@@ -61,7 +61,8 @@ class Rule:
 
 
 def _where(d: queries.DeviceView) -> str:
-    return f"{d.hall_name or d.hall} · {d.id}"
+    # a kiosk's name already says its hall; the id only for one never named (staff cannot read ids)
+    return d.name or f"{d.hall_name or d.hall} · {d.id}"
 
 
 def meeting_kiosk_down(ctx: Context, p: dict[str, float]) -> Iterable[Finding]:

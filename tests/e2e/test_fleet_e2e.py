@@ -185,6 +185,8 @@ def test_a_kiosk_killed_during_a_meeting_alerts_live_and_mails_and_its_return_re
     wait_for(lambda: (r := fleet_row(fleet, device)) and r["state"] == "online" and r["faults"] == [], timeout=8.0,
              what="the kiosk's status without the boot-time 'no roster' fault")
     assert time.monotonic() - fleet.ready_at < 10.0
+    name = fleet_row(fleet, device)["name"]
+    assert name == "H-FAULT — máy 1"  # named at registration after its hall (which has no other name here)
     kiosk = f'#meeting-{MEETING} .kiosk[data-device-id="{device}"]'
     page = login_page(browser, fleet, "/fleet")
     try:
@@ -204,7 +206,9 @@ def test_a_kiosk_killed_during_a_meeting_alerts_live_and_mails_and_its_return_re
         assert "offline" in page.locator(f"#meeting-{MEETING} .problems").inner_text()
         alert = page.wait_for_selector('#alerts li.alert[data-rule=meeting_kiosk_down][data-state=open]', timeout=30_000)
         alerted = time.monotonic() - killed
-        assert "fault suite" in alert.inner_text()  # the meeting's title is in the summary
+        summary = alert.query_selector("div").inner_text()
+        assert "fault suite" in summary  # the meeting's title
+        assert name in summary and device not in summary  # staff read the kiosk's name, never its raw id
         assert page.evaluate("window.__stayed") == "same page"  # it came over the event stream, not a reload
         shot(page, fleet, "offline-alert")
         opened = alert_of(fleet, "meeting_kiosk_down", device)
@@ -213,12 +217,14 @@ def test_a_kiosk_killed_during_a_meeting_alerts_live_and_mails_and_its_return_re
         mail = wait_for(lambda: next((m for m in list(fleet.mailbox.messages) if "[CẢNH BÁO]" in str(m["Subject"])), None),
                         what="the alert's e-mail at the SMTP server")
         subject = str(mail["Subject"])
-        assert subject.startswith("[CẢNH BÁO] ") and " / [ALERT] " in subject and device in subject
+        assert subject.startswith("[CẢNH BÁO] ") and " / [ALERT] " in subject
+        assert name in subject and device not in subject
         assert subject.index("[CẢNH BÁO]") < subject.index("[ALERT]")  # Vietnamese first
         assert "truc-ban@example.vn" in str(mail["To"]) and "fault suite" in mail.get_content()
         body, valid = wait_for(lambda: next(iter(fleet.webhook.events("opened")), None), what="the webhook's opening")
         assert valid, "the webhook's X-Hall-Signature does not verify with the shared secret"
         assert body["alert"]["id"] == opened["id"] and body["alert"]["device"] == device and body["nonce"]
+        assert body["alert"]["device_name"] == name  # a receiver can show the name without asking central
 
         back = time.monotonic()
         fleet.start_driver()
