@@ -9,15 +9,17 @@ from datetime import UTC, datetime
 
 import httpx
 
-from central import registry
 from central.alerts import queries as alert_queries
 from central.media import media_secret
 from central.service import CentralService
 from contract import Topics
-from tests.central import STAFF_TOKEN, Device, Probe, settings_for, wait_until
+from tests.central import STAFF_TOKEN, Probe, wait_until
+from tests.central import test_fleet_pages as pages
 from tests.central.test_attempts import attempt
-from tests.central.test_fleet_pages import _totals, hall_with_meeting, login, shots, status  # noqa: F401 (a fixture)
 from tests.conftest import free_port
+
+hall_with_meeting = pages.hall_with_meeting  # the fixture: a hall with a meeting now, its kiosk, users kt and xem
+login, shots, status = pages.login, pages.shots, pages.status
 
 
 def test_device_page_shows_names_vietnamese_outcomes_and_a_vietnamese_time_axis(hall_with_meeting, broker, chromium):
@@ -48,6 +50,8 @@ def test_device_page_shows_names_vietnamese_outcomes_and_a_vietnamese_time_axis(
             assert "Đã điểm danh" in mix and "checked in" in mix
 
             # 24 h clock and day/month in Asia/Ho_Chi_Minh: the first tick carries the date, no am/pm anywhere.
+            assert page.locator("#live").is_hidden()  # the kiosk is not streaming: no empty player
+            assert "not streaming" in page.locator("#live-state").inner_text()
             ticks = page.locator("#chart-queue").get_attribute("data-x-ticks").split("|")
             assert all(re.fullmatch(r"\d\d:\d\d(\n\d\d/\d\d)?", t) for t in ticks), ticks
             assert "\n" in ticks[0]
@@ -100,12 +104,16 @@ def test_staff_watch_the_halls_live_stream_on_the_device_page_and_strangers_get_
                                                                                     tmp_path):
     from edge_agent.streaming import Streamer, lavfi_pattern
     from tests.stream import require_media_tools
+    from tests.stream import wait_until as wait_for  # says what it saw on a timeout
     from tests.stream.test_media import SMALL
 
     require_media_tools()
     settings, kiosk, _ = hall_with_meeting
-    settings = settings.model_copy(update={"media_enabled": True, "media_rtmp_port": free_port(),
-                                           "media_http_port": free_port()})
+    ports = {settings.http_port}
+    while len(ports) < 3:  # bind(0) twice may hand out the same port: nginx would then fail to bind
+        ports.add(free_port())
+    rtmp, http = sorted(ports - {settings.http_port})
+    settings = settings.model_copy(update={"media_enabled": True, "media_rtmp_port": rtmp, "media_http_port": http})
     with CentralService(settings) as service:
         playlist = service.url + f"api/media/hls/{kiosk.id}/index.m3u8"
         auth = {"Authorization": f"Bearer {STAFF_TOKEN}"}
@@ -116,8 +124,9 @@ def test_staff_watch_the_halls_live_stream_on_the_device_page_and_strangers_get_
         page = chromium.new_page(viewport={"width": 1440, "height": 900})
         pusher.start()
         try:
-            wait_until(lambda: httpx.get(playlist, headers=auth, timeout=10).status_code == 200, timeout=40,
-                       what="the hall's playlist served to staff")
+            wait_for(lambda: httpx.get(playlist, headers=auth, timeout=10).status_code == 200, 40,
+                     "the hall's playlist served to staff", every=0.3,
+                     on_timeout=lambda: (pusher.state(), service.media.running, service.media.last_errors()))
             text = httpx.get(playlist, headers=auth, timeout=10).text
             assert ".ts" in text and ingest.rpartition(".")[2] not in text  # named by device id, never the stream key
             # Without a login: 401, playlist and segment alike; nginx's own port does not serve the halls at all.
@@ -138,6 +147,7 @@ def test_staff_watch_the_halls_live_stream_on_the_device_page_and_strangers_get_
             assert page.locator("#live").get_attribute("src").endswith(f"/api/media/hls/{kiosk.id}/index.m3u8")
             page.wait_for_selector("#live-state[data-state=playing]", timeout=20_000)
             assert page.evaluate("document.getElementById('live').videoWidth") == 320
+            page.wait_for_function("document.getElementById('live').currentTime > 0", timeout=30_000)
             assert errors == []
             shots(page, "device-live")
         finally:

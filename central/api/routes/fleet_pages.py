@@ -71,10 +71,12 @@ def vendored(name: str) -> Response:
 
 MAX_NAMES = 100  # ids a page asks about at once (a page of records and attempts is well under)
 MAX_ID = 64
+MEMBER_IDS = Query([], description="member ids, repeated")
+MEETING_IDS = Query([], description="meeting ids, repeated")
 
 
 @router.get("/api/names")
-def names(store: StoreDep, _: Viewer, member: list[str] = Query([]), meeting: list[str] = Query([])) -> dict[str, Any]:
+def names(store: StoreDep, _: Viewer, member: list[str] = MEMBER_IDS, meeting: list[str] = MEETING_IDS) -> dict[str, Any]:
     """Members' names and meetings' titles for the ids a page shows (records and attempts carry ids only).
 
     ``?member=ID&member=ID&meeting=ID``; at most 100 of each, each at most 64 characters; unknown ids are left out.
