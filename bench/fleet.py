@@ -24,8 +24,11 @@ Measured, while that load runs:
 - the check-in burst: records stored at central and how long the burst took to drain;
 - central's and Mosquitto's resident memory (max) and CPU seconds used; how many kiosks central shows online.
 
-Prints the figures, then ONE JSON line. The soft file-descriptor limit is raised to the hard one (and, as
-root, both to --nofile) for this process, its workers and the broker, which inherits it.
+Prints the figures, then ONE JSON line. The soft file-descriptor limit is raised to the hard one (and, where
+allowed, both to --nofile) for this process, its workers and the broker, which inherits it. A paho client
+holds three descriptors (its socket and a wake-up socket pair), so a worker drives at most a third of the
+limit: use more --workers for more kiosks. Mosquitto needs one per kiosk: where the hard limit cannot be
+raised (a container without CAP_SYS_RESOURCE), that limit is the fleet's ceiling on one broker.
 """
 
 from __future__ import annotations
@@ -93,6 +96,10 @@ def has_meeting(i: int) -> bool:
     return hall_of(i) % MEETING_EVERY == 0
 
 
+def member_of(i: int, seq: int) -> str:
+    return f"M{i}-{seq}"
+
+
 def iso(t: datetime) -> str:
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -127,22 +134,25 @@ def status_of(device: str, rnd: random.Random, uptime: float) -> bytes:
 # ---------------------------------------------------------------- central's side: seed, broker, service
 
 
-def seed(data_dir: Path, n: int, seed_: int, meeting_start: datetime) -> tuple[str, str]:
-    """Register the kiosks, halls and meetings; returns (viewer token, admin token)."""
+def seed(data_dir: Path, n: int, seed_: int, meeting_start: datetime, burst: int) -> tuple[str, str]:
+    """Register the kiosks, halls, cells, meetings and the members who check in; returns (viewer, admin) tokens."""
     from central import accounts, registry
     from central.store import open_store
 
     store = open_store(data_dir)
     try:
         with store.transaction():
-            registry.add_cell(store, "C1")
             for h in range((n + PER_HALL - 1) // PER_HALL):
                 registry.add_hall(store, f"H{h:05d}", f"Nhà văn hoá thôn {h:05d}")
-                if h % MEETING_EVERY == 0:
-                    registry.add_meeting(store, f"MT{h:05d}", cell="C1", hall=f"H{h:05d}", title="Sinh hoạt chi bộ",
+                if h % MEETING_EVERY == 0:  # each meeting hall's own cell, so every kiosk's roster stays small
+                    registry.add_cell(store, f"C{h:05d}")
+                    registry.add_meeting(store, f"MT{h:05d}", cell=f"C{h:05d}", hall=f"H{h:05d}", title="Sinh hoạt chi bộ",
                                          starts=meeting_start, ends=meeting_start + timedelta(hours=2))
             for i in range(n):
                 registry.add_device(store, public_key_text(key_of(seed_, i)), f"H{hall_of(i):05d}", position="cửa chính")
+                if has_meeting(i):
+                    for seq in range(1, burst + 1):
+                        registry.add_member(store, member_of(i, seq), f"Đảng viên {i}-{seq}", f"C{hall_of(i):05d}")
         accounts.add_user(store, "viewer", "viewer", "viewer-pass-bench-1")
         accounts.add_user(store, "admin", "admin", "admin-pass-bench-1")
         return accounts.issue_token(store, "viewer", "bench")[1], accounts.issue_token(store, "admin", "bench")[1]
@@ -313,7 +323,7 @@ def _records(seed_: int, i: int, count: int, meeting_start: float) -> list[bytes
     for seq in range(1, count + 1):
         wall = start + timedelta(seconds=seq)
         rec = sign_record(key, RecordBody(
-            device=device, seq=seq, prev=prev, meeting=f"MT{hall_of(i):05d}", member=f"m{i}-{seq}",
+            device=device, seq=seq, prev=prev, meeting=f"MT{hall_of(i):05d}", member=member_of(i, seq),
             proof=Proof(card_kind="member_card", face_distance=0.31, face_threshold=0.5),
             time=DeviceTime(wall=iso(wall), synced=True, boot_id=f"boot-{i}", monotonic=100.0 + seq)))
         prev = rec.hash
@@ -421,7 +431,7 @@ def main() -> None:
     data_dir = tmp / "central"
     meeting_start = datetime.now(UTC) + timedelta(minutes=1)
     t_seed = time.perf_counter()
-    viewer, admin = seed(data_dir, n, seed_, meeting_start)
+    viewer, admin = seed(data_dir, n, seed_, meeting_start, args.burst)
     seed_s = time.perf_counter() - t_seed
     broker, port = start_broker(tmp / "broker")
     central, url = start_central(data_dir, port, tmp / "central.log")
@@ -506,6 +516,7 @@ def main() -> None:
             time.sleep(0.5)
         with sqlite3.connect(f"file:{data_dir / 'central.db'}?mode=ro", uri=True) as db:
             last_at = db.execute("SELECT MAX(received_at) FROM records").fetchone()[0]
+            rejections = db.execute("SELECT COUNT(*) FROM rejections").fetchone()[0]
         burst_drain_s = round(parse_iso(last_at) - (t0 + args.burst_at), 1) if last_at else None
         result.update(
             statuses_published=counts["statuses"], status_rate_per_s=round(counts["statuses"] / args.duration, 1),
@@ -517,7 +528,7 @@ def main() -> None:
             overview_requests=len(overview), overview_p50_ms=pct(overview, 0.5), overview_p95_ms=pct(overview, 0.95),
             api_errors=len(errors), offline_dropped=len(dropped), offline_alerts=len(alert_s),
             offline_to_alert_s=sorted(round(v, 1) for v in alert_s.values()), alert_grace_s=args.alert_grace, alert_interval_s=args.alert_interval,
-            records_sent=expected, records_stored=stored, burst_drain_s=burst_drain_s,
+            records_sent=expected, records_stored=stored, burst_drain_s=burst_drain_s, rejections=rejections,
             central_rss_max_mb=round(watch_c.rss_max / 2**20, 1), central_cpu_s=round(watch_c.cpu() - watch_c.cpu0, 1),
             broker_rss_max_mb=round(watch_b.rss_max / 2**20, 1), broker_cpu_s=round(watch_b.cpu() - watch_b.cpu0, 1),
             load_s=args.duration, online_in_api=totals["by_state"].get("online"), seed_s=round(seed_s, 1),
@@ -543,7 +554,7 @@ def main() -> None:
     print(f"offline -> alert open (rule grace {args.alert_grace} s, rules every {args.alert_interval:g} s): {result['offline_to_alert_s']} s "
           f"for {result['offline_alerts']}/{result['offline_dropped']} kiosks dropped")
     print(f"check-in burst: {result['records_stored']}/{result['records_sent']} records stored, "
-          f"last one {result['burst_drain_s']} s after the meeting start")
+          f"last one {result['burst_drain_s']} s after the meeting start; {result['rejections']} rejections at central")
     print(f"central: RSS max {result['central_rss_max_mb']} MB, CPU {result['central_cpu_s']} s; "
           f"mosquitto: RSS max {result['broker_rss_max_mb']} MB, CPU {result['broker_cpu_s']} s (over {args.duration:.0f} s of load)")
     print(json.dumps(result))

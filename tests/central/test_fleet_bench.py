@@ -24,5 +24,5 @@ def test_fifty_kiosks_reach_central_and_a_dropped_one_opens_its_alert(broker):  
     assert result["kiosks_connected"] == 50 and result["connect_failed"] == 0 and result["connections_lost"] == 0
     assert result["online_in_api"] == 49  # all but the one dropped, as central's fleet list counts them
     assert result["offline_alerts"] == 1 and result["offline_to_alert_s"][0] >= result["alert_grace_s"]
-    assert result["records_sent"] > 0 and result["records_stored"] == result["records_sent"]
+    assert result["records_sent"] > 0 and result["records_stored"] == result["records_sent"] and result["rejections"] == 0
     assert result["ingest_lag_samples"] > 0 and result["ingest_probe_timeouts"] == 0 and result["api_errors"] == 0
