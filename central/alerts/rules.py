@@ -11,10 +11,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from ..clock_placement import parse_time
 from . import queries
 
 MIB = 1024 * 1024
+# Summaries are read in e-mails and on pages by staff in Việt Nam: times in the halls' zone (UTC+7 all year).
+HALL_TIME_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 # Pi firmware get_throttled bits that describe *now* (0: under-voltage, 2: throttled). Bits 16-19 say "has
 # occurred since boot" and would keep an alert open until the next reboot.
 THROTTLED_NOW = 0x1 | 0x4
@@ -65,6 +69,12 @@ def _where(d: queries.DeviceView) -> str:
     return d.name or f"{d.hall_name or d.hall} · {d.id}"
 
 
+def _hours(meeting: dict[str, Any]) -> str:
+    """'13:07 25/11–16:07 28/11' in the halls' time zone."""
+    ends = parse_time(meeting["ends_at"])
+    return "–".join(t.astimezone(HALL_TIME_ZONE).strftime("%H:%M %d/%m") if t else "?" for t in (meeting["starts_at_dt"], ends))
+
+
 def meeting_kiosk_down(ctx: Context, p: dict[str, float]) -> Iterable[Finding]:
     lead = timedelta(minutes=p["lead_min"])
     meetings = queries.meetings_between(ctx.store, ctx.now, ctx.now + lead)
@@ -81,7 +91,7 @@ def meeting_kiosk_down(ctx: Context, p: dict[str, float]) -> Iterable[Finding]:
         else:
             continue
         yield Finding(d.id, d.id, d.hall, f"{_where(d)}: {problem}; cuộc họp / meeting {meeting['title']} "
-                      f"({meeting['starts_at']}–{meeting['ends_at']})",
+                      f"({_hours(meeting)})",
                       {"meeting": meeting["id"], "state": d.state, "state_reason": d.state_reason, "stream": d.stream},
                       delay_s=p["grace_s"])
 

@@ -173,6 +173,18 @@ def alert_of(fleet, rule: str, device: str) -> dict | None:
     return next((a for a in rows if a["rule"] == rule and a.get("device") == device), None)
 
 
+def meeting_hours_in_hall_time(fleet) -> str:
+    """'13:07 25/11–16:07 28/11': the meeting's hours as staff in Việt Nam read them (UTC+7), from central's DB."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    with open_store(fleet.central_dir) as store:
+        row = store.row("SELECT starts_at, ends_at FROM meetings WHERE id = ?", [MEETING])
+    hall = ZoneInfo("Asia/Ho_Chi_Minh")
+    return "–".join(datetime.fromisoformat(row[k].replace("Z", "+00:00")).astimezone(hall).strftime("%H:%M %d/%m")
+                    for k in ("starts_at", "ends_at"))
+
+
 def fleet_row(fleet, device: str) -> dict | None:
     rows = httpx.get(f"{fleet.url}/api/fleet/devices", headers=fleet.api, params={"size": 200}, timeout=10).json()["items"]
     return next((r for r in rows if r["id"] == device), None)
@@ -209,6 +221,7 @@ def test_a_kiosk_killed_during_a_meeting_alerts_live_and_mails_and_its_return_re
         summary = alert.query_selector("div").inner_text()
         assert "fault suite" in summary  # the meeting's title
         assert name in summary and device not in summary  # staff read the kiosk's name, never its raw id
+        assert meeting_hours_in_hall_time(fleet) in summary and "Z" not in summary.split("fault suite")[1]  # not UTC ISO
         assert page.evaluate("window.__stayed") == "same page"  # it came over the event stream, not a reload
         shot(page, fleet, "offline-alert")
         opened = alert_of(fleet, "meeting_kiosk_down", device)
