@@ -312,12 +312,17 @@ def _event(prev: tuple | None, status: Status, retained: bool) -> tuple[str, str
         if status.last_reboot:
             reboot += f" ({status.last_reboot})"
     elif status.uptime_s is not None and uptime is not None and status.uptime_s < uptime:
-        reboot = f"agent restarted: uptime went back from {uptime:.0f} s to {status.uptime_s:.0f} s"
+        reboot = f"agent restarted: uptime went back from {_uptime(uptime)} s to {_uptime(status.uptime_s)} s"
     if reboot is not None:
         return "rebooted", before, "online", (f"came back online; {reboot}" if before != "online" else reboot) + late
     if before != "online":
         return "came_online", before, "online", f"reported online again{late}"
     return None
+
+
+def _uptime(seconds: float) -> str:
+    # tenths under 10 s: a kiosk restarted soon after it started would read "from 0 s to 0 s"
+    return f"{seconds:.1f}".removesuffix(".0") if seconds < 10 else f"{seconds:.0f}"
 
 
 def prune(conn: sqlite3.Connection, now: datetime | None = None) -> None:

@@ -17,6 +17,7 @@ import email
 import hashlib
 import hmac
 import json
+import re
 import shutil
 import threading
 import time
@@ -258,6 +259,15 @@ def test_a_kiosk_killed_during_a_meeting_alerts_live_and_mails_and_its_return_re
         body, valid = wait_for(lambda: next(iter(fleet.webhook.events("resolved")), None), what="the webhook's resolve")
         assert valid and body["alert"]["id"] == opened["id"] and body["alert"]["state"] == "resolved"
         assert body["nonce"] != fleet.webhook.events("opened")[0][0]["nonce"]
+        # the device page's history: the last will, then the restart, in words staff can read
+        events = httpx.get(f"{fleet.url}/api/fleet/devices/{device}/history", headers=fleet.api, timeout=10).json()["events"]
+        kinds = [e["kind"] for e in reversed(events)]
+        # "rebooted" when the uptime it reports went back, else "came_online" (the status before the kill may
+        # have been the one sent at boot, with a smaller uptime than the new one's)
+        assert kinds[-2] == "went_offline" and kinds[-1] in ("rebooted", "came_online"), kinds
+        if kinds[-1] == "rebooted":
+            before_s, after_s = re.findall(r"from (\S+) s to (\S+) s", events[0]["reason"])[0]
+            assert before_s != after_s, events[0]["reason"]  # not "from 0 s to 0 s" for a kiosk restarted early on
         assert page.errors == []
         print(f"offline on the page {went_offline:.1f}s after SIGKILL, alert {alerted:.1f}s; "
               f"online again {came_back:.1f}s after restart, resolved {resolved_after:.1f}s")
