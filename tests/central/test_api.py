@@ -72,7 +72,7 @@ def test_a_one_time_login_link_opens_a_server_side_session_once(env):
     code = accounts.issue_login_link(store)  # what the demo and `hall central login-link` print, for the staff-token admin
     assert code.encode() not in store.path.read_bytes() + Path(f"{store.path}-wal").read_bytes()  # only its hash
     response = client.get(f"/login/once/{code}", follow_redirects=False)
-    assert response.status_code == 303 and response.headers["location"] == "/"
+    assert response.status_code == 303 and response.headers["location"] == "/fleet"  # the page staff land on
     cookie = response.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and code not in cookie and STAFF_TOKEN not in cookie
     page = client.get("/")

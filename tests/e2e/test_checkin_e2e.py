@@ -108,7 +108,8 @@ def test_garbage_on_the_reader_line_is_survived(system, kiosk_page):
 
 def test_central_page_lists_who_is_present(system, browser):
     page = browser.new_page()
-    page.goto(system.login_link())
+    page.goto(system.login_link())  # lands on the fleet overview
+    page.goto(system.central_url + "/")  # the attendance page
     for member in (OBAMA, KIT, ROSE):
         row = page.wait_for_selector(f"tr.present-member[data-member-id='{member.id}']", timeout=10_000)
         assert member.name in row.inner_text()
@@ -123,7 +124,8 @@ def test_the_hall_streams_into_the_meeting_and_central_shows_it_live(system, bro
                        timeout=30, what="the kiosk's stream to go live")
     assert devices[0]["stream"]["fps"] > 10
     page = browser.new_page()
-    page.goto(system.login_link())
+    page.goto(system.login_link())  # lands on the fleet overview
+    page.goto(system.central_url + "/")  # the attendance page and its kiosk list
     cell = page.wait_for_selector("tr.device td.stream[data-stream='live']", timeout=10_000)
     assert "trực tiếp" in cell.inner_text()
     page.close()

@@ -164,7 +164,7 @@ def login_page(browser, fleet, path: str, username: str | None = None):
     page.errors = []
     page.on("pageerror", lambda e: page.errors.append(str(e)))
     page.goto(f"{fleet.url}/login/once/{code}")
-    page.wait_for_url(f"{fleet.url}/")
+    page.wait_for_url(f"{fleet.url}/fleet")  # a one-time link lands on the fleet overview
     page.goto(fleet.url + path)
     return page
 

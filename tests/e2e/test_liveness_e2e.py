@@ -68,7 +68,7 @@ def hall(tmp_path_factory, module_broker, faces_dir):
                              headers={"Authorization": f"Bearer {token}"}, timeout=5).json()
 
         yield dict(agent=agent, rig=rig, kiosk_url=f"http://127.0.0.1:{port}/", attendance=attendance,
-                   faces=faces_dir, media=media,
+                   faces=faces_dir, media=media, central_url=central.url.rstrip("/"),
                    login=lambda: f"{central.url.rstrip('/')}/login/once/{accounts.issue_login_link(central.store)}")
     finally:
         agent.request_stop()
@@ -109,7 +109,8 @@ def test_the_live_man_checks_in_with_a_liveness_measure(hall, page, browser):
     assert row["override"] is None and row["face_distance"] <= 0.5
     staff = browser.new_page()
     try:
-        staff.goto(hall["login"]())
+        staff.goto(hall["login"]())  # lands on the fleet overview
+        staff.goto(hall["central_url"] + "/")  # the attendance page
         proof = staff.wait_for_selector(f"tr.present-member[data-member-id='{LIVE.id}'] .proof", timeout=15_000)
         assert "người thật / live" in proof.inner_text()
     finally:

@@ -95,7 +95,8 @@ def test_secretary_confirms_a_failed_face_check_and_central_shows_the_override(h
 
     staff = browser.new_page()
     try:
-        staff.goto(hall["login"]())
+        staff.goto(hall["login"]())  # lands on the fleet overview
+        staff.goto(hall["central"].url.rstrip("/") + "/")  # the attendance page
         cell = staff.wait_for_selector(f"tr.present-member[data-member-id='{OBAMA.id}'] .override", timeout=15_000)
         assert secretary.name in cell.inner_text()
         assert staff.inner_text(f"#meeting-{hall['meeting']} .override-count") == "1"

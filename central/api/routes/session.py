@@ -66,8 +66,13 @@ def _password_checks(request: Request) -> anyio.CapacityLimiter:
     return found
 
 
-def _signed_in(request: Request, session: str) -> Response:
-    response = RedirectResponse("/", status_code=status.HTTP_303_SEE_OTHER)
+# Where a one-time link lands: the fleet overview, the page staff start from (issue 10); the attendance page
+# is one click away in its header. The login form returns to the page it was shown on instead ("/" shows it).
+LANDING = "/fleet"
+
+
+def _signed_in(request: Request, session: str, to: str = "/") -> Response:
+    response = RedirectResponse(to, status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         SESSION_COOKIE, session, max_age=int(request.app.state.session_ttl_s), path="/",
         httponly=True, samesite="strict", secure=request.url.scheme == "https",
@@ -104,7 +109,7 @@ async def login_once(request: Request, store: StoreDep, code: str = PathParam(ma
         return login_page("Liên kết đăng nhập đã dùng hoặc hết hạn / This login link is used up or expired")
     session = await run_in_threadpool(_open, store, staff, request.app.state.session_ttl_s, remote, "one-time login link",
                                       staff_token)
-    return _signed_in(request, session)
+    return _signed_in(request, session, LANDING)
 
 
 @router.post("/login", dependencies=[Public])
