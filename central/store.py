@@ -293,6 +293,47 @@ def m011_names_and_regions(db: Database) -> None:
     """)
 
 
+@migrations()
+def m012_membership_history(db: Database) -> None:
+    """Each member's history in cells (central/membership.py): who was expected at a meeting is who belonged to its
+    cell on its date, not today's members. Members enrolled before this history existed are seeded with one
+    ``joined`` event in their current cell on the date of their ``created_at`` (always set; the epoch only if it
+    cannot be read as a date). The triggers keep enrolment (central/registry.py) in the history without changing it:
+    a new member joins on the day it is enrolled; re-enrolling a member under another cell, outside
+    ``hall central member transfer``, is recorded as a transfer on that day."""
+    _run(db, """
+    CREATE TABLE membership_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, member TEXT NOT NULL REFERENCES members(id) ON DELETE CASCADE,
+        cell TEXT NOT NULL REFERENCES cells(id), at TEXT NOT NULL CHECK (date(at, '+0 days') IS at),  -- '+0 days' normalises 02-30, which date() keeps
+        kind TEXT NOT NULL CHECK (kind IN ('joined', 'transferred_in', 'transferred_out', 'probationary', 'official',
+                                           'left', 'deceased')),
+        recorded_by TEXT NOT NULL, recorded_at TEXT NOT NULL, note TEXT);
+    CREATE INDEX membership_events_member ON membership_events(member, at, id);
+    CREATE INDEX membership_events_cell ON membership_events(cell, at);
+    INSERT INTO membership_events (member, cell, at, kind, recorded_by, recorded_at, note)
+        SELECT id, cell, IFNULL(date(created_at), '1970-01-01'), 'joined', 'migration', strftime('%Y-%m-%dT%H:%M:%fZ'),
+               'enrolled before membership history was kept' FROM members ORDER BY created_at, id
+    """)
+    # One execute each: a trigger's body holds semicolons, which _run splits on.
+    db.execute("""
+    CREATE TRIGGER membership_enrolled AFTER INSERT ON members BEGIN
+        INSERT INTO membership_events (member, cell, at, kind, recorded_by, recorded_at, note)
+        VALUES (NEW.id, NEW.cell, IFNULL(date(NEW.created_at), date('now')), 'joined', 'enrolment',
+                strftime('%Y-%m-%dT%H:%M:%fZ'), NULL);
+    END""")
+    db.execute("""
+    CREATE TRIGGER membership_reenrolled AFTER UPDATE OF cell ON members WHEN NEW.cell IS NOT OLD.cell
+        AND IFNULL((SELECT cell FROM membership_events WHERE member = NEW.id ORDER BY at DESC, id DESC LIMIT 1), '')
+            IS NOT NEW.cell BEGIN
+        INSERT INTO membership_events (member, cell, at, kind, recorded_by, recorded_at, note)
+        VALUES (NEW.id, OLD.cell, date('now'), 'transferred_out', 'enrolment', strftime('%Y-%m-%dT%H:%M:%fZ'),
+                're-enrolled under another cell');
+        INSERT INTO membership_events (member, cell, at, kind, recorded_by, recorded_at, note)
+        VALUES (NEW.id, NEW.cell, date('now'), 'transferred_in', 'enrolment', strftime('%Y-%m-%dT%H:%M:%fZ'),
+                're-enrolled under another cell');
+    END""")
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

@@ -602,3 +602,4 @@ def _attach_provisioning() -> None:
 
 
 _attach_provisioning()
+from . import cmd_membership  # noqa: E402,F401  (adds `member transfer|standing|leave|joined|history`)

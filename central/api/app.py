@@ -20,6 +20,7 @@ from .routes import commands, devices, meetings, rejections, session, system, us
 from .routes.alerts import router as alerts_router
 from .routes.fleet import router as fleet_router
 from .routes.fleet_pages import router as fleet_pages_router
+from .routes.membership import router as membership_router
 
 PAGE = Path(__file__).resolve().parent.parent / "static" / "index.html"
 DEFAULT_SESSION_S = 12 * 3600.0
@@ -130,6 +131,7 @@ def create_app(
     app.include_router(fleet_pages_router)
     app.include_router(alerts_router)
     app.include_router(commands.router)
+    app.include_router(membership_router)
     page = PAGE.read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse, dependencies=[Public])
