@@ -30,6 +30,7 @@ REQUIRED = {
     ("GET", "/api/names"): V,  # members' names and meetings' titles for ids a page shows
     ("GET", "/api/meetings"): V,
     ("GET", "/api/meetings/{meeting_id}/attendance"): V,
+    ("GET", "/api/cells/{cell}/expected"): V,
     ("GET", "/api/devices"): V,
     ("GET", "/api/devices/{device}/records"): V,
     ("GET", "/api/devices/{device}/outcomes"): V,
