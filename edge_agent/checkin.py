@@ -384,7 +384,7 @@ class CheckinService:
             return Result(Outcome.DISK_FULL, **base, detail=str(exc))
         log.info("override: %s checked in by officer %s after %s", failed.member.id, officer.id, failed.reason)
         return Result(Outcome.OVERRIDE_ACCEPTED, **base, seq=record.seq, distance=failed.distance,
-                      extra={"officer": officer.name})
+                      extra={"officer": officer.name, "meeting_title": failed.meeting.title})
 
     def _refuse_locked(self, base: dict[str, Any], officer: Any, until: float) -> Result:
         assert self.override is not None

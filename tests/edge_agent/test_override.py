@@ -186,6 +186,7 @@ def test_secretary_card_and_right_pin_check_the_member_in_with_the_override_reco
     type_pin(page, PIN)
     shown = screen(page, "override_accepted")
     assert shown["vi"] == "Đã điểm danh (thư ký xác nhận)" and shown["name"] == "Nguyễn Văn An"
+    assert page.inner_text("#detail") == "Sinh hoạt chi bộ"  # which meeting, as a plain check-in says
     [record] = records(kiosk)
     assert (record.member, record.proof.override, record.proof.override_reason) == ("A", "S", "face_mismatch")
     assert record.proof.face_distance == 0.8  # the measured distance stays
