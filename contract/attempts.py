@@ -16,7 +16,6 @@ Wire form: the canonical JSON (RFC 8785) of a ``SignedAttempt``; ``sig`` covers 
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
 from nacl.signing import SigningKey, VerifyKey
@@ -26,6 +25,7 @@ from .canonical import canonical_bytes, sha256_hex
 from .errors import ContractError
 from .keys import device_id_from_public_key, sign_object, verify_object
 from .records import CardKind, DeviceTime
+from .wire import first_error, json_object
 
 ATTEMPT_VERSION = 1
 # An attempt is about 400 bytes; anything much larger is refused before it is parsed.
@@ -78,22 +78,11 @@ def sign_attempt(key: SigningKey, body: AttemptBody) -> SignedAttempt:
 
 def parse_attempt(payload: bytes) -> SignedAttempt:
     """Shape only, size first; ``verify_attempt`` checks the signature."""
-    if len(payload) > MAX_ATTEMPT_BYTES:
-        raise ContractError(f"attempt is {len(payload)} bytes, limit {MAX_ATTEMPT_BYTES}")
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError(f"not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ContractError("attempt is not a JSON object")
-    if data.get("v") != ATTEMPT_VERSION:
-        raise ContractError(f"unsupported attempt version {data.get('v')!r}")
+    data = json_object(payload, limit=MAX_ATTEMPT_BYTES, what="attempt", version=ATTEMPT_VERSION)
     try:
         return SignedAttempt.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err.get("loc", ())) or "attempt"
-        raise ContractError(f"attempt does not match the contract: {where}: {err.get('msg')}") from exc
+        raise ContractError(f"attempt does not match the contract: {first_error(exc, 'attempt')}") from exc
 
 
 def verify_attempt(key: VerifyKey, attempt: SignedAttempt) -> None:

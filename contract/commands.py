@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from .canonical import canonical_bytes
 from .errors import ContractError
 from .keys import device_id_from_public_key, sign_object, verify_object
+from .wire import first_error, json_object
 
 COMMAND_VERSION = 1
 MAX_COMMAND_BYTES = 2048  # a command is about 400 bytes
@@ -110,40 +111,20 @@ def new_command(device: str, kind: str, *, lines: int | None = None, from_seq: i
                        args=CommandArgs(lines=lines, from_seq=from_seq), issued_at=iso(moment),
                        expires_at=iso(moment + timedelta(seconds=lifetime_s)))
     except ValidationError as exc:
-        raise ContractError(f"command does not match the contract: {_first(exc)}") from exc
+        raise ContractError(f"command does not match the contract: {first_error(exc)}") from exc
 
 
 def encode_command(key: SigningKey, command: Command) -> bytes:
     return canonical_bytes(sign_object(key, command.model_dump(mode="json", exclude_none=True)))
 
 
-def _object(payload: bytes, limit: int, what: str) -> dict[str, Any]:
-    if len(payload) > limit:
-        raise ContractError(f"{what} is {len(payload)} bytes, limit {limit}")
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError(f"not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ContractError(f"{what} is not a JSON object")
-    if data.get("v") != COMMAND_VERSION:
-        raise ContractError(f"unsupported {what} version {data.get('v')!r}")
-    return data
-
-
-def _first(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ()))
-    return f"{where}: {err.get('msg')}" if where else str(err.get("msg"))
-
-
 def parse_command(central_key: VerifyKey, payload: bytes) -> Command:
     """Size first, then central's signature, then shape; ContractError (SignatureError for a forgery) otherwise."""
-    body = verify_object(central_key, _object(payload, MAX_COMMAND_BYTES, "command"))
+    body = verify_object(central_key, json_object(payload, limit=MAX_COMMAND_BYTES, what="command", version=COMMAND_VERSION))
     try:
         return Command.model_validate(body)
     except ValidationError as exc:
-        raise ContractError(f"command does not match the contract: {_first(exc)}") from exc
+        raise ContractError(f"command does not match the contract: {first_error(exc)}") from exc
 
 
 class CheckItem(_Msg):
@@ -196,12 +177,12 @@ def sign_reply(key: SigningKey, reply: CommandReply) -> bytes:
 
 def parse_reply(payload: bytes) -> tuple[CommandReply, dict[str, Any]]:
     """Shape only, size first: (reply, the signed object) for ``verify_reply``."""
-    data = _object(payload, MAX_REPLY_BYTES, "command reply")
+    data = json_object(payload, limit=MAX_REPLY_BYTES, what="command reply", version=COMMAND_VERSION)
     body = {k: v for k, v in data.items() if k != "sig"}
     try:
         return CommandReply.model_validate(body), data
     except ValidationError as exc:
-        raise ContractError(f"command reply does not match the contract: {_first(exc)}") from exc
+        raise ContractError(f"command reply does not match the contract: {first_error(exc)}") from exc
 
 
 def verify_reply(key: VerifyKey, reply: CommandReply, signed: dict[str, Any]) -> None:

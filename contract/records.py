@@ -8,7 +8,6 @@ so a deleted, reordered or altered record breaks the chain visibly.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from nacl.signing import SigningKey, VerifyKey
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 from .canonical import GENESIS_HASH, canonical_bytes, sha256_hex
 from .errors import ContractError
 from .keys import device_id_from_public_key, sign_object, verify_object
+from .wire import first_error, json_object
 
 RECORD_VERSION = 1
 MAX_RECORD_BYTES = 4096  # a record is a few hundred bytes; anything huge is refused unread
@@ -105,20 +105,11 @@ def sign_record(key: SigningKey, body: RecordBody) -> SignedRecord:
 
 def parse_record(payload: bytes) -> SignedRecord:
     """Parse wire bytes into a record (shape only; the signature is checked by ``verify_record``)."""
-    if len(payload) > MAX_RECORD_BYTES:
-        raise ContractError(f"record is {len(payload)} bytes, limit {MAX_RECORD_BYTES}")
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError(f"not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ContractError("record is not a JSON object")
-    if data.get("v") != RECORD_VERSION:
-        raise ContractError(f"unsupported record version {data.get('v')!r}")
+    data = json_object(payload, limit=MAX_RECORD_BYTES, what="record", version=RECORD_VERSION)
     try:
         return SignedRecord.model_validate(data)
     except ValidationError as exc:
-        raise ContractError(f"record does not match the contract: {_first_error(exc)}") from exc
+        raise ContractError(f"record does not match the contract: {first_error(exc, 'record')}") from exc
 
 
 def verify_record(key: VerifyKey, record: SignedRecord) -> None:
@@ -126,12 +117,6 @@ def verify_record(key: VerifyKey, record: SignedRecord) -> None:
     if device_id_from_public_key(key) != record.device:
         raise ContractError("record's device id does not match the key")
     verify_object(key, record.model_dump(mode="json"))
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "record"
-    return f"{where}: {err.get('msg')}"
 
 
 __all__ = [
