@@ -206,6 +206,15 @@ def decode_status(payload: bytes) -> Status:
         raise ContractError(f"status does not match the contract: {exc.errors()[0]['msg']}") from exc
 
 
+def _unseal(device_key: SigningKey, sealed: str, what: str) -> bytes:
+    """The plaintext of a box sealed to this device; ContractError "<what> not sealed to this device" otherwise."""
+    private: PrivateKey = device_key.to_curve25519_private_key()
+    try:
+        return SealedBox(private).decrypt(b64d(sealed))
+    except Exception as exc:  # nacl raises CryptoError subclasses
+        raise ContractError(f"{what} not sealed to this device") from exc
+
+
 def seal_templates(device_signing_public: VerifyKey, templates: dict[str, list[list[float]]]) -> str:
     for member, encodings in templates.items():
         for enc in encodings:
@@ -216,12 +225,7 @@ def seal_templates(device_signing_public: VerifyKey, templates: dict[str, list[l
 
 
 def open_templates(device_key: SigningKey, sealed: str) -> dict[str, list[list[float]]]:
-    private: PrivateKey = device_key.to_curve25519_private_key()
-    try:
-        plain = SealedBox(private).decrypt(b64d(sealed))
-    except Exception as exc:  # nacl raises CryptoError subclasses
-        raise ContractError("templates are not sealed to this device") from exc
-    return json.loads(plain)
+    return json.loads(_unseal(device_key, sealed, "templates are"))
 
 
 _MEMBERS = TypeAdapter(list[Member])
@@ -237,11 +241,7 @@ def seal_pins(device_signing_public: VerifyKey, pins: dict[str, str]) -> str:
 
 
 def open_pins(device_key: SigningKey, sealed: str) -> dict[str, str]:
-    private: PrivateKey = device_key.to_curve25519_private_key()
-    try:
-        plain = SealedBox(private).decrypt(b64d(sealed))
-    except Exception as exc:  # nacl raises CryptoError subclasses
-        raise ContractError("the officers' PINs are not sealed to this device") from exc
+    plain = _unseal(device_key, sealed, "the officers' PINs are")
     try:
         return _PINS.validate_json(plain)
     except ValidationError as exc:
@@ -255,11 +255,7 @@ def seal_members(device_signing_public: VerifyKey, members: list[Member]) -> str
 
 
 def open_members(device_key: SigningKey, sealed: str) -> list[Member]:
-    private: PrivateKey = device_key.to_curve25519_private_key()
-    try:
-        plain = SealedBox(private).decrypt(b64d(sealed))
-    except Exception as exc:  # nacl raises CryptoError subclasses
-        raise ContractError("the roster is not sealed to this device") from exc
+    plain = _unseal(device_key, sealed, "the roster is")
     try:
         return _MEMBERS.validate_json(plain)
     except ValidationError as exc:
