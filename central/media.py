@@ -207,7 +207,7 @@ rtmp {{
             record_interval {self.record_chunk_s}s;
             on_record_done {self.on_record_done_url};
             # Relayed (under the renamed device id, as for main) into hall_hls for staff's live view.
-            push rtmp://{self._relay_host}:{self.rtmp_port}/{HALL_HLS_APP}?{RELAY_PARAM}={relay_key(media_secret(self._data_dir))};
+            {self._relay_push(HALL_HLS_APP)}
         }}
         application main {{
             on_publish {self.on_publish_url};
@@ -217,35 +217,10 @@ rtmp {{
             # on_publish renames the stream to the device id; the relay carries that name,
             # so the HLS files served to kiosks never show the publisher's key. The relay key in
             # its URL reaches on_publish as the tcUrl: main_hls accepts no other publisher.
-            push rtmp://{self._relay_host}:{self.rtmp_port}/{HLS_APP}?{RELAY_PARAM}={relay_key(media_secret(self._data_dir))};
+            {self._relay_push(HLS_APP)}
         }}
-        application {HLS_APP} {{
-            on_publish {self.on_publish_url};
-            notify_method post;
-            live on;
-            allow publish {self._relay_host};
-            deny publish all;
-            deny play all;
-            hls on;
-            hls_path {_conf(str(self.hls_dir))};
-            hls_fragment {self.hls_fragment_s}s;
-            hls_playlist_length {self.hls_playlist_s}s;
-            hls_cleanup on;
-        }}
-        application {HALL_HLS_APP} {{
-            on_publish {self.on_publish_url};
-            notify_method post;
-            live on;
-            allow publish {self._relay_host};
-            deny publish all;
-            deny play all;
-            hls on;
-            hls_path {_conf(str(self.hall_hls_dir))};
-            hls_nested on;
-            hls_fragment {self.hls_fragment_s}s;
-            hls_playlist_length {self.hls_playlist_s}s;
-            hls_cleanup on;
-        }}
+{self._hls_application(HLS_APP, self.hls_dir)}
+{self._hls_application(HALL_HLS_APP, self.hall_hls_dir, nested=True)}
     }}
 }}
 
@@ -273,6 +248,27 @@ http {{
     }}
 }}
 """
+
+    def _relay_push(self, app: str) -> str:
+        """The push into an internal HLS application, with the relay key it alone accepts (on_publish)."""
+        return f"push rtmp://{self._relay_host}:{self.rtmp_port}/{app}?{RELAY_PARAM}={relay_key(media_secret(self._data_dir))};"
+
+    def _hls_application(self, app: str, path: Path, *, nested: bool = False) -> str:
+        """An internal application that only central's relay may publish into and nobody plays: it cuts HLS
+        into ``path`` (``nested``: one folder per stream) for central to serve."""
+        return f"""        application {app} {{
+            on_publish {self.on_publish_url};
+            notify_method post;
+            live on;
+            allow publish {self._relay_host};
+            deny publish all;
+            deny play all;
+            hls on;
+            hls_path {_conf(str(path))};{chr(10) + "            hls_nested on;" if nested else ""}
+            hls_fragment {self.hls_fragment_s}s;
+            hls_playlist_length {self.hls_playlist_s}s;
+            hls_cleanup on;
+        }}"""
 
     def write_config(self) -> Path:
         # Recordings are of members' meetings, and the config holds the relay key: ours alone
