@@ -56,6 +56,7 @@ class Uplink:
         self._window, self._status_interval = window, status_interval_s
         self._host, self._port, self._keepalive = host, port, keepalive
         self._wake = threading.Condition()
+        self._status_lock = threading.Lock()
         self._stop = threading.Event()
         self._sent_upto = 0
         self._last_progress = time.monotonic()
@@ -204,14 +205,18 @@ class Uplink:
     # -- sender thread ------------------------------------------------------------
 
     def publish_status(self) -> None:
-        if not self.connected:
-            return
-        try:
-            payload = encode_status(self._status())
-        except Exception:
-            log.exception("building status failed")
-            return
-        self.client.publish(self.topics.status(self.device_id), payload, qos=QOS[Kind.STATUS], retain=RETAIN[Kind.STATUS])
+        # Built and handed to paho under one lock: the sender thread's periodic status and the one sent when the
+        # roster arrives (network thread) would otherwise race, and a status built before the roster came could
+        # reach central after the newer one, leaving "no roster" on the fleet page until the next period.
+        with self._status_lock:
+            if not self.connected:
+                return
+            try:
+                payload = encode_status(self._status())
+            except Exception:
+                log.exception("building status failed")
+                return
+            self.client.publish(self.topics.status(self.device_id), payload, qos=QOS[Kind.STATUS], retain=RETAIN[Kind.STATUS])
 
     def send_reply(self, payload: bytes) -> None:
         """A command's signed reply, on this kiosk's own reply topic (QoS 1; paho holds it across a short break)."""

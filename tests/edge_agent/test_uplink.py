@@ -132,3 +132,44 @@ def test_forged_ack_does_not_delete_records(parts, broker):
         assert outbox.depth() == 1
     finally:
         uplink.stop()
+
+
+def test_the_last_status_central_gets_is_the_newest_the_kiosk_built(parts, broker):
+    """Two threads publish statuses (the sender's periodic one, and the one sent at once when the roster arrives).
+    A status built before the roster came must not reach central after the one built after it: staff would read
+    "no roster from central yet" on a working kiosk until the next periodic status (this failed CI once)."""
+    outbox, central, _ = parts
+    facts = {"faults": ["no roster from central yet"]}
+    entered, release = threading.Event(), threading.Event()
+    built_by_other = threading.Event()
+
+    def status() -> Status:
+        built = Status(device=outbox.device_id, state="online", faults=list(facts["faults"]))
+        if threading.current_thread().name == "stale-status":
+            entered.set()
+            release.wait(10)  # this thread is preempted between building its status and publishing it
+        elif entered.is_set():
+            built_by_other.set()
+        return built
+
+    uplink = Uplink(outbox=outbox, device_id=outbox.device_id, central_key=central.key.verify_key, host="127.0.0.1",
+                    port=broker.port, topics=central.topics, status=status, on_bundle=lambda p: None, keepalive=5,
+                    status_interval_s=3600)
+    uplink.start()
+    try:
+        wait_for(lambda: uplink.connected and len(central.statuses) >= 2, what="the statuses sent on connect")
+        before = len(central.statuses)
+        stale = threading.Thread(target=uplink.publish_status, name="stale-status")
+        stale.start()
+        assert entered.wait(10)
+        facts["faults"] = []  # the roster arrived: the kiosk sends its news at once
+        fresh = threading.Thread(target=uplink.publish_status, name="fresh-status")
+        fresh.start()
+        built_by_other.wait(1.0)  # unserialised, the fresh status is built and sent now; serialised, it waits
+        release.set()
+        stale.join(10)
+        fresh.join(10)
+        wait_for(lambda: len(central.statuses) >= before + 2, what="both statuses at central")
+        assert central.statuses[-1].faults == [], [s.faults for s in central.statuses]
+    finally:
+        uplink.stop()
