@@ -334,6 +334,81 @@ def m012_membership_history(db: Database) -> None:
     END""")
 
 
+
+@migrations()
+def m013_attendance_analytics(db: Database) -> None:
+    """Attendance a committee can act on (central/attendance_sheet.py, central/attendance_rollup.py).
+
+    - A cell's place: its commune and province (official names and codes, central/regions.py), for the roll-ups.
+      Seeded from the hall of the cell's latest meeting.
+    - A meeting is closed once (``closed_at``/``closed_by``): its sheet (one row per expected member, and per member
+      counted present who was not expected) is frozen then. ``status``/``reason`` keep what the close said and can
+      never change (triggers); a later change is an amendment (``attendance_amendments``: who, when, from, to) and
+      only moves ``status_now``/``reason_now``.
+    - Excuses entered before the close (``absence_excuses``), audited like every staff write.
+    - ``meeting_totals``: a closed meeting's counts from ``status_now``, with the cell's place and the meeting's day
+      (the halls' local date), so commune and province roll-ups read one small row per meeting.
+    """
+    _run(db, """
+    ALTER TABLE cells ADD COLUMN commune TEXT;
+    ALTER TABLE cells ADD COLUMN commune_code INTEGER;
+    ALTER TABLE cells ADD COLUMN province TEXT;
+    ALTER TABLE cells ADD COLUMN province_code INTEGER;
+    CREATE INDEX cells_region ON cells(province_code, commune_code);
+    UPDATE cells SET (commune, commune_code, province, province_code) = (
+        SELECT h.commune, h.commune_code, h.province, h.province_code FROM meetings m JOIN halls h ON h.id = m.hall
+        WHERE m.cell = cells.id ORDER BY m.starts_at DESC, m.id DESC LIMIT 1);
+    ALTER TABLE meetings ADD COLUMN closed_at TEXT;
+    ALTER TABLE meetings ADD COLUMN closed_by TEXT;
+    CREATE INDEX meetings_cell ON meetings(cell, starts_at);
+    CREATE TABLE absence_excuses (
+        meeting TEXT NOT NULL REFERENCES meetings(id) ON DELETE CASCADE, member TEXT NOT NULL REFERENCES members(id),
+        reason TEXT NOT NULL CHECK (reason IN ('illness', 'work', 'leave', 'family', 'other')), note TEXT,
+        recorded_by TEXT NOT NULL, recorded_at TEXT NOT NULL, PRIMARY KEY (meeting, member));
+    CREATE TABLE meeting_sheet (
+        meeting TEXT NOT NULL REFERENCES meetings(id), member TEXT NOT NULL REFERENCES members(id),
+        expected INTEGER NOT NULL CHECK (expected IN (0, 1)),  -- 0: counted present but not a member of the cell that day
+        standing TEXT,
+        status TEXT NOT NULL CHECK (status IN ('present', 'late', 'excused', 'unexcused')),
+        reason TEXT, checked_in_at TEXT, minutes_late INTEGER, device TEXT, seq INTEGER, hash TEXT, override TEXT,
+        status_now TEXT NOT NULL CHECK (status_now IN ('present', 'late', 'excused', 'unexcused')),
+        reason_now TEXT, amended_at TEXT,
+        PRIMARY KEY (meeting, member));
+    CREATE INDEX meeting_sheet_member ON meeting_sheet(member, meeting);
+    CREATE TABLE attendance_amendments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, meeting TEXT NOT NULL REFERENCES meetings(id),
+        member TEXT NOT NULL REFERENCES members(id),
+        from_status TEXT NOT NULL, to_status TEXT NOT NULL CHECK (to_status IN ('present', 'late', 'excused', 'unexcused')),
+        reason TEXT, note TEXT, recorded_by TEXT NOT NULL, recorded_at TEXT NOT NULL);
+    CREATE INDEX attendance_amendments_meeting ON attendance_amendments(meeting, id);
+    CREATE TABLE meeting_totals (
+        meeting TEXT PRIMARY KEY REFERENCES meetings(id), cell TEXT NOT NULL, commune_code INTEGER, province_code INTEGER,
+        day TEXT NOT NULL,  -- the meeting's date in the halls' time zone (Asia/Ho_Chi_Minh), YYYY-MM-DD
+        expected INTEGER NOT NULL, present INTEGER NOT NULL, late INTEGER NOT NULL, excused INTEGER NOT NULL,
+        unexcused INTEGER NOT NULL, overrides INTEGER NOT NULL, not_expected INTEGER NOT NULL, amendments INTEGER NOT NULL);
+    CREATE INDEX meeting_totals_cell ON meeting_totals(cell, day);
+    CREATE INDEX meeting_totals_commune ON meeting_totals(commune_code, day);
+    CREATE INDEX meeting_totals_province ON meeting_totals(province_code, day)
+    """)
+    # One execute each: a trigger's body holds semicolons, which _run splits on.
+    db.execute("""
+    CREATE TRIGGER meeting_sheet_frozen BEFORE UPDATE OF meeting, member, expected, standing, status, reason, checked_in_at,
+        minutes_late, device, seq, hash, override ON meeting_sheet BEGIN
+        SELECT RAISE(ABORT, 'a closed meeting''s sheet is frozen: record an amendment');
+    END""")
+    db.execute("""
+    CREATE TRIGGER meeting_sheet_kept BEFORE DELETE ON meeting_sheet BEGIN
+        SELECT RAISE(ABORT, 'a closed meeting''s sheet is never deleted');
+    END""")
+    db.execute("""
+    CREATE TRIGGER attendance_amendments_kept BEFORE UPDATE ON attendance_amendments BEGIN
+        SELECT RAISE(ABORT, 'an amendment is never edited: record another');
+    END""")
+    db.execute("""
+    CREATE TRIGGER attendance_amendments_not_deleted BEFORE DELETE ON attendance_amendments BEGIN
+        SELECT RAISE(ABORT, 'an amendment is never deleted');
+    END""")
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
