@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3-venv python3-dev mosquitto mosquitto-clients ffmpeg chromium nginx libnginx-mod-rtmp)
+APT_PACKAGES=(python3-venv python3-dev mosquitto mosquitto-clients ffmpeg chromium nginx libnginx-mod-rtmp fonts-dejavu-core)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
