@@ -32,9 +32,9 @@ class NotSent(CentralError, RuntimeError):
 class _Ingest(Protocol):
     store: Store
 
-    def _registered(self, device: str) -> Any: ...
+    def sender(self, what: str, device: str, topic_device: str) -> tuple[Any, str | None]: ...
 
-    def _reject(self, topic: str, device: str | None, reason: str, payload: bytes, *, alarm: bool = False) -> None: ...
+    def reject(self, topic: str, device: str | None, reason: str, payload: bytes, *, alarm: bool = False) -> None: ...
 
 
 def issue(store: Store, key: SigningKey, device: str, kind: str, *, lines: int | None, from_seq: int | None,
@@ -79,32 +79,29 @@ def take_reply(ingest: _Ingest, topic: str, topic_device: str, payload: bytes) -
     try:
         reply, signed = parse_reply(payload)  # refuses an oversize payload before parsing it
     except ContractError as exc:
-        ingest._reject(topic, topic_device, f"bad command reply: {exc}", payload)
+        ingest.reject(topic, topic_device, f"bad command reply: {exc}", payload)
         return
-    key, problem, _ = ingest._registered(topic_device)
+    key, problem = ingest.sender("reply", reply.device, topic_device)
     if problem:
-        ingest._reject(topic, topic_device, problem, payload)
-        return
-    if reply.device != topic_device:
-        ingest._reject(topic, topic_device, f"reply of device {reply.device} published on the topic of {topic_device}", payload)
+        ingest.reject(topic, topic_device, problem, payload)
         return
     try:
         verify_reply(key[0], reply, signed)
     except ContractError as exc:
-        ingest._reject(topic, topic_device, f"bad command reply signature: {exc}", payload)
+        ingest.reject(topic, topic_device, f"bad command reply signature: {exc}", payload)
         return
     conn = ingest.store.db.conn
     sent = conn.execute("SELECT kind, reply FROM commands WHERE id = ? AND device = ?", [reply.id, reply.device]).fetchone()
     if sent is None:
-        ingest._reject(topic, topic_device, f"reply to command {reply.id}, which central did not send to {reply.device}", payload)
+        ingest.reject(topic, topic_device, f"reply to command {reply.id}, which central did not send to {reply.device}", payload)
         return
     if sent[0] != reply.kind:
-        ingest._reject(topic, topic_device, f"reply says {reply.kind} but command {reply.id} was {sent[0]}", payload)
+        ingest.reject(topic, topic_device, f"reply says {reply.kind} but command {reply.id} was {sent[0]}", payload)
         return
     text = payload.decode()
     if sent[1] is not None:
         if sent[1] != text:
-            ingest._reject(topic, topic_device, f"a second, different reply to command {reply.id}", payload)
+            ingest.reject(topic, topic_device, f"a second, different reply to command {reply.id}", payload)
         return
     conn.execute("UPDATE commands SET replied_at = ?, ok = ?, result = ?, reply = ? WHERE id = ?",
                  [utc_now(), int(reply.ok), reply.result.model_dump_json(exclude_none=True), text, reply.id])

@@ -248,7 +248,7 @@ class Ingest:
         try:
             device, kind = self.topics.parse(topic)
         except ContractError as exc:
-            return self._reject(topic, None, str(exc), payload)
+            return self.reject(topic, None, str(exc), payload)
         if kind is Kind.ATTENDANCE:
             return self._attendance(topic, device, payload)
         if kind is Kind.STATUS:
@@ -260,14 +260,15 @@ class Ingest:
         if kind is Kind.COMMAND_REPLY:
             commands.take_reply(self, topic, device, payload)
             return None
-        return self._reject(topic, device, f"central does not accept {kind.value} messages", payload)
+        return self.reject(topic, device, f"central does not accept {kind.value} messages", payload)
 
-    def _reject(self, topic: str, device: str | None, reason: str, payload: bytes, *, alarm: bool = False) -> None:
+    def reject(self, topic: str, device: str | None, reason: str, payload: bytes, *, alarm: bool = False) -> None:
+        """Keep ``payload`` as a rejection with ``reason`` (bounded: central/rejection_log.py) and count it."""
         self.counts["forks" if alarm else "rejected"] += 1
         reject(self.store, topic, device, reason, payload, alarm=alarm)
         return None
 
-    def _registered(self, device: str) -> _Device:
+    def registered(self, device: str) -> _Device:
         if self._devices is not None and device in self._devices:
             return self._devices[device]
         row = self.store.db.conn.execute("SELECT public_key, revoked_at, hall FROM devices WHERE id = ?", [device]).fetchone()
@@ -280,6 +281,14 @@ class Ingest:
         if self._devices is not None:
             self._devices[device] = found
         return found
+
+    def sender(self, what: str, device: str, topic_device: str) -> tuple[Any, str | None]:
+        """(verify key, None) when ``device`` is registered, unrevoked and the one whose topic the message came on;
+        else (None, why). One place for the checks every kind of device message needs."""
+        if device != topic_device:
+            return None, f"{what} of device {device} published on the topic of {topic_device}"
+        key, problem, _ = self.registered(device)
+        return (None, problem) if problem else (key, None)
 
     def _head(self, device: str) -> Head:
         if self._heads is not None and device in self._heads:
@@ -295,16 +304,14 @@ class Ingest:
             record = parse_record(payload)
             wire, body = canonical_forms(record)
         except (ContractError, ValueError) as exc:
-            return self._reject(topic, topic_device, f"bad record: {exc}", payload)
-        key, problem, _ = self._registered(record.device)
+            return self.reject(topic, topic_device, f"bad record: {exc}", payload)
+        key, problem = self.sender("record", record.device, topic_device)
         if problem:
-            return self._reject(topic, topic_device, problem, payload)
-        if record.device != topic_device:
-            return self._reject(topic, topic_device, f"record of device {record.device} published on the topic of {topic_device}", payload)
+            return self.reject(topic, topic_device, problem, payload)
         try:
             check_signature(*key, record, body)  # type: ignore[misc]
         except ContractError as exc:
-            return self._reject(topic, topic_device, f"bad signature: {exc}", payload)
+            return self.reject(topic, topic_device, f"bad signature: {exc}", payload)
         self._chain(topic, record, wire, payload)
         return record.device
 
@@ -317,14 +324,14 @@ class Ingest:
             if stored == digest:
                 self.counts["duplicates"] += 1
                 return
-            self._reject(topic, device, f"fork: record {record.seq} differs from the stored one (stored {stored}, received {digest})", payload, alarm=True)
+            self.reject(topic, device, f"fork: record {record.seq} differs from the stored one (stored {stored}, received {digest})", payload, alarm=True)
             return
         if record.seq > h.seq + 1:
             held = conn.execute("SELECT hash FROM pending WHERE device = ? AND seq = ?", [device, record.seq]).fetchone()
             if held and held[0] == digest:
                 self.counts["duplicates"] += 1
             elif held is not None:
-                self._reject(topic, device, f"fork: two different records {record.seq} arrived after a gap (held {held[0]}, received {digest})", payload, alarm=True)
+                self.reject(topic, device, f"fork: two different records {record.seq} arrived after a gap (held {held[0]}, received {digest})", payload, alarm=True)
             else:
                 conn.execute(
                     "INSERT INTO pending (device, seq, hash, payload, received_at) VALUES (?, ?, ?, ?, ?)",
@@ -346,7 +353,7 @@ class Ingest:
     ) -> bool:
         """``received``: when central received the record, as text and (if at hand) parsed."""
         if record.prev != h.hash:
-            self._reject(topic, record.device, f"fork: record {record.seq} names prev {record.prev} but record {h.seq} has hash {h.hash}", payload, alarm=True)
+            self.reject(topic, record.device, f"fork: record {record.seq} names prev {record.prev} but record {h.seq} has hash {h.hash}", payload, alarm=True)
             return False
         t = record.time
         ev = Evidence(record.seq, t.wall, t.synced, t.boot_id, t.monotonic)
@@ -361,7 +368,7 @@ class Ingest:
             placement = Placement(iso(received_dt), RECEIVED, f"central could not place this record in time ({type(exc).__name__}: {exc})")
         try:
             not_counted = self.validity.problem(member=record.member, meeting=record.meeting,
-                                                device_hall=self._registered(record.device)[2],
+                                                device_hall=self.registered(record.device)[2],
                                                 placement=placement, received=received_dt)
         except (ArithmeticError, ValueError) as exc:
             not_counted = f"central could not check this record ({type(exc).__name__}: {exc})"
@@ -420,23 +427,20 @@ class Ingest:
         try:
             attempt = parse_attempt(payload)  # refuses an oversize payload before parsing it
         except ContractError as exc:
-            self._reject(topic, topic_device, f"bad attempt: {exc}", payload)
+            self.reject(topic, topic_device, f"bad attempt: {exc}", payload)
             return
-        key, problem, _ = self._registered(attempt.device)
+        key, problem = self.sender("attempt", attempt.device, topic_device)
         if problem:
-            self._reject(topic, topic_device, problem, payload)
-            return
-        if attempt.device != topic_device:
-            self._reject(topic, topic_device, f"attempt of device {attempt.device} published on the topic of {topic_device}", payload)
+            self.reject(topic, topic_device, problem, payload)
             return
         try:
             verify_attempt(key[0], attempt)  # type: ignore[index]
         except ContractError as exc:
-            self._reject(topic, topic_device, f"bad attempt signature: {exc}", payload)
+            self.reject(topic, topic_device, f"bad attempt signature: {exc}", payload)
             return
         refused = attempts.store(self.store.db.conn, attempt, attempt.to_wire(), datetime.now(UTC))
         if refused:
-            self._reject(topic, topic_device, refused, payload)
+            self.reject(topic, topic_device, refused, payload)
             return
         self.counts["attempts"] += 1
 
@@ -444,14 +448,11 @@ class Ingest:
         try:
             status = decode_status(payload)
         except ContractError as exc:
-            self._reject(topic, topic_device, f"bad status: {exc}", payload)
+            self.reject(topic, topic_device, f"bad status: {exc}", payload)
             return
-        if status.device != topic_device:
-            self._reject(topic, topic_device, f"status of device {status.device} published on the topic of {topic_device}", payload)
-            return
-        _, problem, _ = self._registered(topic_device)
+        _, problem = self.sender("status", status.device, topic_device)
         if problem:
-            self._reject(topic, topic_device, problem, payload)
+            self.reject(topic, topic_device, problem, payload)
             return
         seen = utc_now()
         if retained:
