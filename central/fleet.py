@@ -94,6 +94,9 @@ SELECT d.id, d.name, d.hall, h.name AS hall_name, h.commune, h.commune_code, h.p
     f.reported_at, f.changed_at, c.seq AS central_seq, c.updated_at AS last_record_at
 FROM devices d LEFT JOIN device_status s ON s.device = d.id LEFT JOIN device_fleet f ON f.device = d.id
     LEFT JOIN halls h ON h.id = d.hall LEFT JOIN chain c ON c.device = d.id"""
+# Every kiosk with its state and severity: the device list, the totals and the live overview (central/fleet_live.py)
+# all start from this, so they can never disagree on what "critical" means.
+RATED = f"WITH base AS ({_BASE}), rated AS (SELECT *, {_SEVERITY} AS severity FROM base)"
 
 SORTS = {
     "severity": "CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 WHEN 'neutral' THEN 2 ELSE 3 END",
@@ -168,11 +171,11 @@ def device_page(store: Store, view: View, filters: Filters = Filters(), *, sort:
     roster_current = store.bundle_version()
     params |= view.params() | {"roster_current": roster_current, "limit": size, "offset": (max(page, 1) - 1) * size}
     order = "DESC" if descending else "ASC"
-    listed = f"WITH base AS ({_BASE}), rated AS (SELECT *, {_SEVERITY} AS severity FROM base) SELECT * FROM rated{where}"
+    listed = f"{RATED} SELECT * FROM rated{where}"
     with store.lock:
         rows = store.rows(f"{listed} ORDER BY {SORTS[sort]} {order} NULLS LAST, id LIMIT :limit OFFSET :offset", params)
         matching = store.scalar(f"SELECT COUNT(*) FROM ({listed})", params)
-        details = _details(store, [r["id"] for r in rows])
+        details = reports(store, [r["id"] for r in rows])
         meetings = _meetings_now(store, {r["hall"] for r in rows if r["meeting_now"]}, params)
     return {
         "page": max(page, 1), "size": size, "matching": matching, "pages": math.ceil(matching / size) if matching else 0,
@@ -188,8 +191,7 @@ def totals(store: Store, view: View) -> dict[str, Any]:
     by_state = dict.fromkeys(STATES, 0)
     by_version: dict[str, int] = {}
     critical = 0
-    rated = f"WITH base AS ({_BASE}) SELECT state, version, {_SEVERITY} AS severity FROM base"
-    for r in store.rows(f"SELECT state, version, severity = 'critical' AS critical, COUNT(*) AS n FROM ({rated}) "
+    for r in store.rows(f"{RATED} SELECT state, version, severity = 'critical' AS critical, COUNT(*) AS n FROM rated "
                         "GROUP BY state, version, critical", params):
         by_state[r["state"]] = by_state.get(r["state"], 0) + r["n"]
         if r["state"] != "revoked":
@@ -200,8 +202,8 @@ def totals(store: Store, view: View) -> dict[str, Any]:
             "by_version": dict(sorted(by_version.items(), key=lambda kv: (-kv[1], kv[0]))), "critical": critical}
 
 
-def _details(store: Store, devices: list[str]) -> dict[str, dict[str, Any]]:
-    """The page's kiosks' last reports (JSON), parsed for the columns that are not worth a column of their own."""
+def reports(store: Store, devices: list[str]) -> dict[str, dict[str, Any]]:
+    """These kiosks' last reports (JSON), parsed: the figures that are not worth a column of their own."""
     if not devices:
         return {}
     marks = ", ".join("?" * len(devices))

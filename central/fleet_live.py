@@ -15,7 +15,6 @@ and starts again with the next one.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -41,8 +40,7 @@ MAX_MEETINGS = 200  # meetings in progress shown at once
 # ---------------------------------------------------------------- the snapshot (its SQL lives here)
 
 # Each kiosk's state and severity, as the device list computes them (central/fleet.py's SQL, one statement).
-_DEVICES = (f"WITH base AS ({fleet._BASE}), rated AS (SELECT *, {fleet._SEVERITY} AS severity FROM base) "
-            "SELECT * FROM rated")  # every column, so a kiosk's name shows once the registry has one
+_DEVICES = f"{fleet.RATED} SELECT * FROM rated"  # every column, so a kiosk's name shows once the registry has one
 _MEETINGS = ("SELECT m.id, m.title, m.hall, IFNULL(h.name, m.hall) AS hall_name, m.cell, m.starts_at, m.ends_at, "
              "(SELECT COUNT(*) FROM attendance a WHERE a.meeting = m.id) AS present, "
              "(SELECT COUNT(*) FROM members x WHERE x.cell = m.cell) AS expected "
@@ -52,14 +50,8 @@ _MEETINGS = ("SELECT m.id, m.title, m.hall, IFNULL(h.name, m.hall) AS hall_name,
 
 def _streams(store: Store, devices: list[str]) -> dict[str, dict[str, Any]]:
     """Stream state and faults from the kiosks' last reports (kept while online; the will carries none)."""
-    if not devices:
-        return {}
-    marks = ", ".join("?" * len(devices))
-    out = {}
-    for r in store.rows(f"SELECT device, json_extract(report, '$.stream.state') AS stream, "
-                        f"json_extract(report, '$.faults') AS faults FROM device_fleet WHERE device IN ({marks})", devices):
-        out[r["device"]] = {"stream": r["stream"], "faults": json.loads(r["faults"] or "[]")}
-    return out
+    return {d: {"stream": (r.get("stream") or {}).get("state"), "faults": r.get("faults") or []}
+            for d, r in fleet.reports(store, devices).items()}
 
 
 def snapshot(store: Store, view: fleet.View) -> dict[str, Any]:
