@@ -7,99 +7,33 @@ outbox; the face verdict is told (as in test_checkin), because these cases are a
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-import uvicorn
 from nacl.signing import SigningKey
 
-from edge_agent.checkin import CheckinService
-from edge_agent.display import Display
-from edge_agent.identity import DeviceIdentity
-from edge_agent.kiosk_page import HallScreen, create_app
-from edge_agent.outbox import Outbox
-from edge_agent.roster import Roster
-from hardware.events import CardEvent
-from tests.conftest import free_port, wait_port
-from tests.edge_agent.test_checkin import NOW, FixedClock, ToldVerifier, make_bundle
+from tests.edge_agent.kiosk_rig import SIZES, PageKiosk, open_page, screen
+from tests.edge_agent.test_checkin import make_bundle
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 HALL_NAME = "Nhà văn hoá thôn Đông, xã An Bình"
-SIZES = [(800, 480), (1024, 600), (1280, 800)]
-
-
-class Kiosk:
-    """The kiosk page app and the check-in flow on one event loop in a thread, as in the agent."""
-
-    def __init__(self, tmp_path, verdict_s: float):
-        central = SigningKey.generate()
-        ident = DeviceIdentity(tmp_path)
-        self.roster = Roster(data_dir=tmp_path, device_key=ident.signing_key, central_key=central.verify_key,
-                             storage_box=ident.storage_box)
-        self.roster.receive(make_bundle(central, ident.signing_key))  # meeting "Sinh hoạt chi bộ" started 18:55 UTC
-        self.outbox = Outbox(tmp_path / "o.sqlite3", signing_key=ident.signing_key)
-        self.face = ToldVerifier()
-        display = Display()
-        clock = FixedClock(NOW)
-        self.service = CheckinService(roster=self.roster, outbox=self.outbox, face=self.face, display=display,
-                                      clock=clock, verdict_hold_s=verdict_s, time_zone="Asia/Ho_Chi_Minh")
-        app = create_app(display, hall=HallScreen(self.roster, clock=clock, hall_name=HALL_NAME,
-                                                  time_zone="Asia/Ho_Chi_Minh", verdict_s=verdict_s))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), name="kiosk-page", daemon=True)
-        self.thread.start()
-        wait_port(self.port, timeout=30)
-
-    async def _serve(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        flow = asyncio.create_task(self.service.run())
-        try:
-            await self.server.serve()
-        finally:
-            flow.cancel()
-
-    def tap(self, uid: str, kind: str = "member_card") -> None:
-        self.loop.call_soon_threadsafe(self.service.submit, CardEvent(kind=kind, value=uid, source="test"))
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
 
 
 @pytest.fixture
 def make_kiosk(tmp_path):
-    made: list[Kiosk] = []
+    made: list[PageKiosk] = []
 
-    def make(verdict_s: float = 30.0) -> Kiosk:
-        made.append(Kiosk(tmp_path / f"k{len(made)}", verdict_s))
+    def make(verdict_s: float = 30.0) -> PageKiosk:
+        # the roster's meeting "Sinh hoạt chi bộ" started 18:55 UTC
+        made.append(PageKiosk(tmp_path / f"k{len(made)}", SigningKey.generate(), make_bundle, hall_name=HALL_NAME,
+                              verdict_s=verdict_s))
         return made[-1]
 
     yield make
     for k in made:
         k.stop()
-
-
-def open_page(chromium, kiosk: Kiosk, size=(1280, 800)):
-    page = chromium.new_page(viewport={"width": size[0], "height": size[1]})
-    page.goto(kiosk.url)
-    page.wait_for_selector("#screen[data-screen='idle']")
-    page.wait_for_function("document.getElementById('hall').textContent.length > 0")
-    return page
-
-
-def screen(page, name: str, timeout: float = 15_000):
-    page.wait_for_selector(f"#screen[data-screen='{name}']", timeout=timeout)
-    return {
-        "vi": page.inner_text("#vi"), "en": page.inner_text("#en"), "name": page.inner_text("#name"),
-        "background": page.evaluate("getComputedStyle(document.body).backgroundColor"),
-        "symbols": {s: page.is_visible(f"#sym-{s}") for s in ("ok", "bad", "wait")},
-    }
 
 
 def fills_the_screen(page) -> bool:

@@ -9,15 +9,12 @@ the override, not faces. The whole path through central is in tests/e2e/test_ove
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from argon2 import PasswordHasher
 from nacl.signing import SigningKey
 
@@ -32,20 +29,13 @@ from contract import (
     seal_pins,
     seal_templates,
 )
-from edge_agent.checkin import CheckinService, Outcome
-from edge_agent.display import Display
-from edge_agent.identity import DeviceIdentity
-from edge_agent.kiosk_page import HallScreen, create_app
-from edge_agent.outbox import Outbox
+from edge_agent.checkin import Outcome
 from edge_agent.override import OverrideDesk
-from edge_agent.roster import Roster
-from hardware.events import CardEvent
-from tests.conftest import free_port, wait_port
-from tests.edge_agent.test_checkin import NOW, FixedClock, ToldVerifier
+from tests.edge_agent.kiosk_rig import SIZES, PageKiosk, open_page, screen
+from tests.edge_agent.test_checkin import NOW
 
 PIN = "246810"
 MEMBER, SECRETARY, CHAIR, OTHER = "04A1", "04B2", "04C3", "04D4"  # card UIDs
-SIZES = [(800, 480), (1024, 600), (1280, 800)]
 SHOTS = Path("/tmp/shots")
 
 
@@ -77,49 +67,13 @@ class Wall:
         return self.t
 
 
-class Kiosk:
-    """Page app and check-in flow on one event loop in a thread, as in the agent, with the override desk."""
+class Kiosk(PageKiosk):
+    """The touch page and check-in flow with the override desk; the face check always fails first."""
 
     def __init__(self, data: Path, central: SigningKey, wall: Wall, *, pending_s: float = 60.0):
-        ident = DeviceIdentity(data)
-        self.roster = Roster(data_dir=data, device_key=ident.signing_key, central_key=central.verify_key, storage_box=ident.storage_box)
-        if self.roster.bundle is None:
-            self.roster.receive(officers_bundle(central, ident.signing_key))
-        self.outbox = Outbox(data / "o.sqlite3", signing_key=ident.signing_key)
-        self.face = ToldVerifier()
+        desk = OverrideDesk(data, attempts=5, lockout_s=300.0, pending_s=pending_s, now=wall)
+        super().__init__(data, central, officers_bundle, hall_name="Nhà văn hoá thôn Đông", desk=desk)
         self.face.status = "no_match"
-        self.display = Display()
-        clock = FixedClock(NOW)
-        self.desk = OverrideDesk(data, attempts=5, lockout_s=300.0, pending_s=pending_s, now=wall)
-        self.service = CheckinService(roster=self.roster, outbox=self.outbox, face=self.face, display=self.display,
-                                      clock=clock, verdict_hold_s=30.0, time_zone="Asia/Ho_Chi_Minh", override=self.desk)
-        app = create_app(self.display, hall=HallScreen(self.roster, clock=clock, hall_name="Nhà văn hoá thôn Đông",
-                                                       time_zone="Asia/Ho_Chi_Minh", verdict_s=30.0), checkin=self.service)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), name="kiosk-page", daemon=True)
-        self.thread.start()
-        wait_port(self.port, timeout=30)
-
-    async def _serve(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        flow = asyncio.create_task(self.service.run())
-        try:
-            await self.server.serve()
-        finally:
-            flow.cancel()
-
-    def tap(self, uid: str) -> None:
-        self.loop.call_soon_threadsafe(self.service.submit, CardEvent(kind="member_card", value=uid, source="test"))
-
-    def on_loop(self, fn, *args) -> None:
-        self.loop.call_soon_threadsafe(fn, *args)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-        self.outbox.close()
 
 
 @pytest.fixture
@@ -135,18 +89,6 @@ def kiosks(tmp_path):
     for k in made:
         if k.thread.is_alive():
             k.stop()
-
-
-def open_page(chromium, kiosk: Kiosk, size=(1280, 800)):
-    page = chromium.new_page(viewport={"width": size[0], "height": size[1]})
-    page.goto(kiosk.url)
-    page.wait_for_selector("#screen[data-screen='idle']")
-    return page
-
-
-def screen(page, name: str, timeout: float = 15_000) -> dict[str, str]:
-    page.wait_for_selector(f"#screen[data-screen='{name}']", timeout=timeout)
-    return {"vi": page.inner_text("#vi"), "en": page.inner_text("#en"), "name": page.inner_text("#name")}
 
 
 def type_pin(page, pin: str) -> None:
