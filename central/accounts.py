@@ -1,6 +1,7 @@
 """Staff accounts: users with a role, argon2 password hashes, login sessions and API tokens.
 
-Roles are ordered: a viewer reads attendance, meetings and devices; a technician
+Roles are ordered: a viewer reads attendance, meetings and devices; a secretary
+also records absences' reasons, closes meetings and amends their sheets; a technician
 also registers and revokes kiosks and reads rejected messages; an admin also
 manages accounts and reads the audit log.
 
@@ -48,8 +49,9 @@ _dummy_hash: str | None = None
 
 class Role(enum.IntEnum):
     viewer = 1
-    technician = 2
-    admin = 3
+    secretary = 2  # a cell secretary or committee staff: also records excuses, closes and amends meeting sheets
+    technician = 3
+    admin = 4
 
     @classmethod
     def parse(cls, text: str) -> Role:

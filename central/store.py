@@ -409,6 +409,45 @@ def m013_attendance_analytics(db: Database) -> None:
         SELECT RAISE(ABORT, 'an amendment is never deleted');
     END""")
 
+
+@migrations()
+def m014_secretary_role(db: Database) -> None:
+    """The ``secretary`` staff role (between viewer and technician: records excuses, closes and amends meeting sheets).
+
+    SQLite cannot alter a CHECK constraint, so ``users`` is rebuilt. ``sessions`` and ``api_tokens`` reference it with
+    ON DELETE CASCADE and foreign keys are on here, so dropping ``users`` alone would delete every session and token:
+    the three are rebuilt together (copies made, children dropped first, then renamed; the rename points the copies'
+    references at ``users``).
+    """
+    _run(db, """
+    CREATE TABLE users_new (
+        id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        role TEXT NOT NULL CHECK (role IN ('viewer', 'secretary', 'technician', 'admin')),
+        password_hash TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, disabled_at TEXT);
+    INSERT INTO users_new (id, username, role, password_hash, created_at, updated_at, disabled_at)
+        SELECT id, username, role, password_hash, created_at, updated_at, disabled_at FROM users;
+    CREATE TABLE sessions_new (
+        token_hash TEXT PRIMARY KEY, user_id INTEGER REFERENCES users_new(id) ON DELETE CASCADE,
+        via TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, remote TEXT);
+    INSERT INTO sessions_new (token_hash, user_id, via, created_at, expires_at, remote)
+        SELECT token_hash, user_id, via, created_at, expires_at, remote FROM sessions;
+    CREATE TABLE api_tokens_new (
+        id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users_new(id) ON DELETE CASCADE,
+        name TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL,
+        last_used_at TEXT, revoked_at TEXT);
+    INSERT INTO api_tokens_new (id, user_id, name, token_hash, created_at, last_used_at, revoked_at)
+        SELECT id, user_id, name, token_hash, created_at, last_used_at, revoked_at FROM api_tokens;
+    DROP TABLE api_tokens;
+    DROP TABLE sessions;
+    DROP TABLE users;
+    ALTER TABLE users_new RENAME TO users;
+    ALTER TABLE sessions_new RENAME TO sessions;
+    ALTER TABLE api_tokens_new RENAME TO api_tokens;
+    CREATE INDEX sessions_user ON sessions(user_id);
+    CREATE INDEX sessions_expiry ON sessions(expires_at);
+    CREATE INDEX api_tokens_user ON api_tokens(user_id)
+    """)
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

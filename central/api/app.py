@@ -18,6 +18,7 @@ from ..store import Store
 from .deps import Public, current_staff, origin_of
 from .routes import commands, devices, meetings, rejections, session, system, users
 from .routes.alerts import router as alerts_router
+from .routes.attendance import router as attendance_router
 from .routes.fleet import router as fleet_router
 from .routes.fleet_pages import router as fleet_pages_router
 from .routes.membership import router as membership_router
@@ -132,6 +133,7 @@ def create_app(
     app.include_router(alerts_router)
     app.include_router(commands.router)
     app.include_router(membership_router)
+    app.include_router(attendance_router)
     page = PAGE.read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse, dependencies=[Public])

@@ -1,7 +1,7 @@
 """Shared dependencies. Every route declares who may call it.
 
 Staff routes take one of the Annotated roles as a parameter (``staff: Viewer``,
-``Technician``, ``Admin``), which also tells the route who is calling for the
+``Secretary``, ``Technician``, ``Admin``), which also tells the route who is calling for the
 audit log. Routes anyone may call declare ``Public``; calls made by machines on
 this host (the media server's callbacks) declare ``MachineCallback`` next to
 their own check.
@@ -136,11 +136,13 @@ def require_role(role: Role) -> Callable[[Request], Staff]:
 
 
 require_viewer = require_role(Role.viewer)
+require_secretary = require_role(Role.secretary)
 require_technician = require_role(Role.technician)
 require_admin = require_role(Role.admin)
-ROLE_CHECKS = {require_viewer: Role.viewer, require_technician: Role.technician, require_admin: Role.admin}
+ROLE_CHECKS = {require_viewer: Role.viewer, require_secretary: Role.secretary, require_technician: Role.technician, require_admin: Role.admin}
 
 Viewer = Annotated[Staff, Depends(require_viewer)]
+Secretary = Annotated[Staff, Depends(require_secretary)]
 Technician = Annotated[Staff, Depends(require_technician)]
 Admin = Annotated[Staff, Depends(require_admin)]
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
+from central import accounts
 from central.accounts import Role
 from central.api.app import all_routes
 from central.api.deps import ROLE_CHECKS, machine_callback, public
@@ -12,7 +15,7 @@ from central.api.routes.media import loopback_only
 from central.api.routes.media import router as media_router
 from tests.central import STAFF_TOKEN
 
-V, T, A = Role.viewer, Role.technician, Role.admin
+V, S, T, A = Role.viewer, Role.secretary, Role.technician, Role.admin
 # Pages of this app anyone may load; they show no member or device data without a login.
 PAGES = {("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("GET", "/login/once/{code}"), ("POST", "/logout"),
          ("GET", "/healthz"), ("GET", "/fleet"), ("GET", "/fleet/devices"), ("GET", "/fleet/devices/{device}")}
@@ -31,6 +34,10 @@ REQUIRED = {
     ("GET", "/api/meetings"): V,
     ("GET", "/api/meetings/{meeting_id}/attendance"): V,
     ("GET", "/api/cells/{cell}/expected"): V,
+    ("GET", "/api/meetings/{meeting_id}/sheet"): V,
+    ("POST", "/api/meetings/{meeting_id}/excuses"): S,
+    ("POST", "/api/meetings/{meeting_id}/close"): S,
+    ("POST", "/api/meetings/{meeting_id}/amendments"): S,
     ("GET", "/api/devices"): V,
     ("GET", "/api/devices/{device}/records"): V,
     ("GET", "/api/devices/{device}/outcomes"): V,
@@ -62,6 +69,14 @@ REQUIRED = {
     ("DELETE", "/api/users/{username}/tokens/{token_id}"): A,
     ("GET", "/api/audit"): A,
 }
+@pytest.fixture
+def staffed(staffed):
+    """The shared fixture's users, and a secretary with an API token."""
+    accounts.add_user(staffed.store, "secretary", "secretary", "secretary-pass-Do4")
+    staffed.tokens["secretary"] = accounts.issue_token(staffed.store, "secretary", "secretary script")[1]
+    return staffed
+
+
 UNAUTHENTICATED = [{}, {"Authorization": "Bearer hct_not-a-real-token"}, {"Authorization": "Bearer wrong-staff-token-0000"},
                    {"Cookie": "hall_session=forged"}]
 
