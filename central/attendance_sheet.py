@@ -13,6 +13,7 @@ All of the sheet's SQL is here; the API routes only translate errors into status
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,8 @@ from .errors import CentralError, NotFound, RegistryError
 from .registry import check_id
 from .store import Store, utc_now
 
+log = logging.getLogger("central.attendance_sheet")
+
 HALL_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 STATUSES = ("present", "late", "excused", "unexcused")  # what a closed sheet can hold
 LIVE_STATUSES = (*STATUSES, "pending")
@@ -31,6 +34,7 @@ REASONS = {"illness": "ốm đau", "work": "đi công tác", "leave": "nghỉ ph
            "other": "lý do khác"}
 MAX_NOTE = 500
 AUTO_CLOSER = "central (auto)"
+CLOSE_DUE_BATCH = 200  # meetings closed per call: the store's lock is not held for a whole backlog at once
 TOTAL_KEYS = ("expected", "present", "late", "excused", "unexcused", "pending", "attended", "overrides", "not_expected",
               "rate", "rate_excluding_excused")
 COUNT_KEYS = ("expected", "present", "late", "excused", "unexcused", "pending", "overrides", "not_expected")
@@ -415,7 +419,7 @@ def amend(store: Store, meeting_id: str, member: str, status: str, reason: str |
 
 
 def close_due(store: Store, *, now: datetime | str | None = None, after_h: float = 72, late_after_min: int = 15,
-              limit: int = 200) -> list[str]:
+              limit: int = CLOSE_DUE_BATCH) -> list[str]:
     """Close meetings that ended more than ``after_h`` hours ago and nobody closed (oldest first, at most ``limit``).
 
     They are closed now, by ``central (auto)``, so their figures freeze even when nobody remembers to close them
@@ -431,5 +435,8 @@ def close_due(store: Store, *, now: datetime | str | None = None, after_h: float
             close(store, m["id"], by=AUTO_CLOSER, now=moment, late_after_min=late_after_min)
         except Conflict:
             continue  # closed by a secretary meanwhile
+        except CentralError as exc:  # one meeting central cannot close must not hold back the others
+            log.warning("could not close meeting %s automatically: %s", m["id"], exc)
+            continue
         closed.append(m["id"])
     return closed

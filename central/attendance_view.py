@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from . import membership
+from .attendance_sheet import meeting_day
 from .store import Store
 
 
@@ -43,22 +45,26 @@ def present(store: Store, meeting_id: str) -> list[dict[str, Any]]:
 
 
 def absent(store: Store, meeting: dict[str, Any]) -> list[dict[str, Any]]:
-    return store.rows(
-        "SELECT id AS member_id, name, cell FROM members WHERE cell = ? AND id NOT IN "
-        "(SELECT member FROM attendance WHERE meeting = ?) ORDER BY name, id",
-        [meeting["cell"], meeting["id"]],
-    )
+    """The members of the meeting's cell on its day (not today's members) with no counted check-in."""
+    came = {r["member"] for r in store.rows("SELECT member FROM attendance WHERE meeting = ?", [meeting["id"]])}
+    expected = membership.expected_members(store, meeting["cell"], meeting_day(meeting["starts_at"]))
+    return sorted(({"member_id": e["member"], "name": e["name"], "cell": meeting["cell"]}
+                   for e in expected if e["member"] not in came), key=lambda r: (r["name"], r["member_id"]))
 
 
 def meetings_with_counts(store: Store) -> list[dict[str, Any]]:
-    """Every meeting with how many are present, expected, and present by a secretary's override."""
-    return store.rows(
-        "SELECT m.*, (SELECT COUNT(*) FROM attendance a WHERE a.meeting = m.id) AS present, "
-        "(SELECT COUNT(*) FROM members x WHERE x.cell = m.cell) AS expected, "
+    """Every meeting with how many are present, expected (the cell's members on the meeting's day: frozen at the
+    close, else from the membership history), and present by a secretary's override."""
+    meetings = store.rows(
+        "SELECT m.*, (SELECT COUNT(*) FROM attendance a WHERE a.meeting = m.id) AS present, t.expected AS expected, "
         "(SELECT COUNT(*) FROM attendance a JOIN records r ON r.device = a.device AND r.seq = a.seq "
         " WHERE a.meeting = m.id AND json_extract(r.body, '$.proof.override') IS NOT NULL) AS overrides "
-        "FROM meetings m ORDER BY m.starts_at, m.id"
+        "FROM meetings m LEFT JOIN meeting_totals t ON t.meeting = m.id ORDER BY m.starts_at, m.id"
     )
+    for m in meetings:
+        if m["expected"] is None:
+            m["expected"] = len(membership.expected_members(store, m["cell"], meeting_day(m["starts_at"])))
+    return meetings
 
 
 def officer_names(store: Store, meeting: dict[str, Any]) -> dict[str, str | None]:

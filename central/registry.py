@@ -80,11 +80,9 @@ def _ensure(store: Store, table: str, ident: str) -> None:
     store.db.execute(f"INSERT OR IGNORE INTO {table} (id, name, created_at) VALUES (?, ?, ?)", [ident, ident, utc_now()])
 
 
-def add_hall(store: Store, hall_id: str, name: str | None = None, *, commune: str | None = None,
-             province: str | None = None) -> None:
-    """Add or rename a hall; ``commune``/``province`` (checked against central/regions.py's list, stored in its
-    spelling with its codes) are left as they were when not given."""
-    hall_id = check_id("hall", hall_id)
+def _place(commune: str | None, province: str | None) -> dict[str, Any]:
+    """The columns of a hall's or cell's place, checked against central/regions.py's list (official spelling and
+    codes); empty when neither is given (left as it was)."""
     place: dict[str, Any] = {}
     if commune is not None and province is None:
         raise RegistryError("a commune needs its province (--province): the same commune name exists in several")
@@ -96,6 +94,15 @@ def add_hall(store: Store, hall_id: str, name: str | None = None, *, commune: st
             place |= {"commune": com.name, "commune_code": com.code}
         else:
             place |= {"commune": None, "commune_code": None}  # a commune of another province would be wrong now
+    return place
+
+
+def add_hall(store: Store, hall_id: str, name: str | None = None, *, commune: str | None = None,
+             province: str | None = None) -> None:
+    """Add or rename a hall; ``commune``/``province`` (checked against central/regions.py's list, stored in its
+    spelling with its codes) are left as they were when not given."""
+    hall_id = check_id("hall", hall_id)
+    place = _place(commune, province)
     columns = ["id", "name", "created_at", *place]
     updates = ", ".join(f"{c} = excluded.{c}" for c in ["name", *place])
     with store.transaction() as db:
@@ -127,14 +134,26 @@ def device_name(store: Store, hall: str, position: str | None) -> str:
     return f"{hall_name} — máy {count + 1}"
 
 
-def add_cell(store: Store, cell_id: str, name: str | None = None) -> None:
+def add_cell(store: Store, cell_id: str, name: str | None = None, *, commune: str | None = None,
+             province: str | None = None) -> None:
+    """Add or rename a cell; its ``commune``/``province`` (what the commune and province roll-ups group by) are
+    checked like a hall's, and left as they were when not given: a cell without a place takes its hall's when its
+    first meeting is added."""
     cell_id = check_id("cell", cell_id)
+    place = _place(commune, province)
+    columns = ["id", "name", "created_at", *place]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in ["name", *place])
     with store.transaction() as db:
         db.execute(
-            "INSERT INTO cells (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name",
-            [cell_id, name or cell_id, utc_now()],
+            f"INSERT INTO cells ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT(id) DO UPDATE SET {updates}",
+            [cell_id, name or cell_id, utc_now(), *place.values()],
         )
         _bump(store)
+
+
+def get_cell(store: Store, cell_id: str) -> dict[str, Any] | None:
+    return store.row("SELECT * FROM cells WHERE id = ?", [cell_id])
 
 
 def add_member(
@@ -229,6 +248,13 @@ def add_meeting(
             "ON CONFLICT(id) DO UPDATE SET cell = excluded.cell, hall = excluded.hall, title = excluded.title, "
             "starts_at = excluded.starts_at, ends_at = excluded.ends_at",
             [meeting_id, cell, hall, title.strip(), starts_at, ends_at],
+        )
+        # A cell with no place yet meets where it lives: its hall's commune and province.
+        db.execute(
+            "UPDATE cells SET (commune, commune_code, province, province_code) = "
+            "(SELECT commune, commune_code, province, province_code FROM halls WHERE id = ?) "
+            "WHERE id = ? AND province_code IS NULL",
+            [hall, cell],
         )
         _bump(store)
 

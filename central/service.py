@@ -8,10 +8,11 @@ central run` command and the demo both use it.
 from __future__ import annotations
 
 import logging
+import threading
 
 import uvicorn
 
-from . import keys, rejection_log
+from . import attendance_sheet, keys, rejection_log
 from .alerts.engine import AlertEngine
 from .api import create_app
 from .api.routes.fleet_pages import close_feed
@@ -32,6 +33,7 @@ class CentralService:
         self.media = None
         self.enrol_listener = None
         self.alerts: AlertEngine | None = None
+        self.auto_close: AutoClose | None = None
 
     @property
     def url(self) -> str:
@@ -58,6 +60,7 @@ class CentralService:
         app = create_app(store=self.store, staff_token=token, collector=self.collector,
                          session_ttl_s=self.settings.session_hours * 3600, public_origins=self.settings.allowed_origins())
         app.state.alert_engine = self.alerts
+        app.state.attendance_rules = attendance_sheet.Rules.from_settings(self.settings)
         self.alerts.start()
         config = uvicorn.Config(app, host=self.settings.http_host, port=self.settings.http_port, log_level="warning", lifespan="off")
         self._enable_enrolment(app)
@@ -67,6 +70,8 @@ class CentralService:
 
             app.state.media_secret = media_secret(self.settings.data_dir)
             app.include_router(media_router)
+        self.auto_close = AutoClose(self.store, app.state.attendance_rules)
+        self.auto_close.start()
         self._http = ServerThread(config, name="central-http")
         self._http.start("the API", timeout)
         if self.settings.enrol_port:
@@ -113,6 +118,9 @@ class CentralService:
         if self.alerts is not None:
             self.alerts.stop()
             self.alerts = None
+        if self.auto_close is not None:
+            self.auto_close.stop()
+            self.auto_close = None
         if self.collector is not None:
             self.collector.stop()
         if self.store is not None:
@@ -125,6 +133,45 @@ class CentralService:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class AutoClose:
+    """Closes meetings nobody closed ``auto_close_after_h`` after their end (attendance_sheet.close_due), every minute."""
+
+    INTERVAL_S = 60.0
+
+    def __init__(self, store: Store, rules: attendance_sheet.Rules, interval_s: float = INTERVAL_S):
+        self.store, self.rules, self.interval_s = store, rules, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="central-auto-close", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def run_once(self) -> list[str]:
+        closed: list[str] = []
+        while not self._stop.is_set():  # a backlog (first start after an upgrade) in bounded steps
+            batch = attendance_sheet.close_due(self.store, after_h=self.rules.auto_close_after_h,
+                                               late_after_min=self.rules.late_after_min)
+            closed += batch
+            if len(batch) < attendance_sheet.CLOSE_DUE_BATCH:
+                break
+        if closed:
+            log.info("closed %d meeting(s) nobody closed within %g h of their end: %s", len(closed),
+                     self.rules.auto_close_after_h, ", ".join(closed[:20]) + (" …" if len(closed) > 20 else ""))
+        return closed
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # the next round tries again; the service keeps running
+                log.exception("closing overdue meetings failed")
+            self._stop.wait(self.interval_s)
 
 
 def central_public_key(settings: CentralSettings) -> str:

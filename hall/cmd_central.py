@@ -407,14 +407,19 @@ def hall_(hall_id: str, name: str, province: str | None, commune: str | None) ->
 @central.command("cell")
 @click.argument("cell_id")
 @click.option("--name", required=True, help="Display name.")
+@click.option("--province", default=None, help="Province or city the cell belongs to (for the province roll-ups); "
+              "when no place is given, the cell takes its hall's at its first meeting.")
+@click.option("--commune", default=None, help="Commune or ward of that province (for the commune roll-ups).")
 @_errors
-def cell_(cell_id: str, name: str) -> None:
-    """Add or rename a cell (chi bộ)."""
+def cell_(cell_id: str, name: str, province: str | None, commune: str | None) -> None:
+    """Add or rename a cell (chi bộ), and say which commune and province it belongs to."""
     from central import registry
 
     with _store(create=True) as store:
-        registry.add_cell(store, cell_id, name)
-    click.echo(f"cell {cell_id}: {name}")
+        registry.add_cell(store, cell_id, name, commune=commune, province=province)
+        c = registry.get_cell(store, cell_id)
+    where = ", ".join(p for p in (c["commune"], c["province"]) if p)
+    click.echo(f"cell {cell_id}: {name}" + (f" ({where})" if where else ""))
 
 
 def _new_password(password_stdin: bool) -> tuple[str, bool]:
