@@ -19,7 +19,7 @@ import csv
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,10 @@ import xlsxwriter
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
+from . import attendance_rollup, attendance_sheet
+from .attendance_sheet import Rules
 from .errors import RegistryError
+from .store import Store
 
 # (id, Vietnamese label). The ids are a contract with whoever reads the file: never rename one, only add.
 LONG_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -318,3 +321,176 @@ def _names(pdf: FPDF, lines: list[str], empty: str) -> None:
     if len(lines) > MAX_PDF_NAMES:
         pdf.set_font("DejaVu", "I", 9)
         pdf.cell(0, 5, f"… và {len(lines) - MAX_PDF_NAMES} người khác (xem trang của chi bộ)", new_x="LMARGIN", new_y="NEXT")
+
+
+# -- gathering: what the JSON API says, as rows --------------------------------------------------------------------
+
+DEFAULT_RULES = Rules()
+
+
+def _check_size(rows: int) -> None:
+    if rows > MAX_LONG_ROWS:
+        raise ExportTooLarge(f"the export would hold {rows:,} member-meeting rows, more than {MAX_LONG_ROWS:,}: "
+                             "choose a shorter window")
+
+
+def long_rows(store: Store, meetings: Sequence[Mapping[str, Any]], *, now: datetime | None = None,
+              late_after_min: int = 15) -> list[dict[str, Any]]:
+    """One row per member per meeting (the meetings' order, each sheet's order: by name), from the same statuses the
+    sheet and the roll-ups read. ``meetings``: {"id","title","day","closed","cell","cell_name"}."""
+    found = attendance_sheet.statuses(store, [m["id"] for m in meetings], now=now, late_after_min=late_after_min)
+    out = []
+    for m in meetings:
+        for r in found.get(m["id"], []):
+            out.append({
+                "meeting_id": m["id"], "meeting_title": m["title"], "meeting_day": m["day"], "cell_id": m["cell"],
+                "cell_name": m["cell_name"], "member_id": r["member"], "member_name": r["name"],
+                "standing": r["standing"], "status": r["status"], "checked_in_at": r["checked_in_at"],
+                "minutes_late": r["minutes_late"], "excuse_reason": r["reason"], "override": r["override"],
+                "record_hash": r["hash"], "closed": bool(m["closed"]), "expected": r["expected"]})
+    return out
+
+
+def _rows_of(meetings: Iterable[Mapping[str, Any]]) -> int:
+    return sum(m["totals"]["expected"] + m["totals"]["not_expected"] for m in meetings)
+
+
+@dataclass(frozen=True)
+class CellExport:
+    report: dict[str, Any]  # attendance_rollup.cell_attendance's answer: what GET /api/cells/{cell}/attendance returns
+    rows: list[dict[str, Any]]  # the long sheet
+
+
+def cell_export(store: Store, cell: str, *, date_from: str | None = None, date_to: str | None = None,
+                now: datetime | None = None, levels: Rules = DEFAULT_RULES) -> CellExport:
+    """A cell's meetings in the window (the cell page's: ended or closed ones) with each member's row."""
+    report = attendance_rollup.cell_attendance(store, cell, date_from=date_from, date_to=date_to, now=now, levels=levels)
+    _check_size(_rows_of(report["meetings"]))
+    info = report["cell"]
+    meetings = [{**m, "cell": info["id"], "cell_name": info["name"]} for m in report["meetings"]]
+    return CellExport(report, long_rows(store, meetings, now=now, late_after_min=levels.late_after_min))
+
+
+def cell_csv(export: CellExport) -> bytes:
+    return csv_bytes(LONG_COLUMNS, export.rows)
+
+
+def _totals_row(totals: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
+    return {**fields, **totals}
+
+
+def _warning_rows(warnings: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [{"member_id": w["member"], "member_name": w["name"], "cell_id": w["cell"], "cell_name": w["cell_name"],
+             "unexcused": w["unexcused"], "level": w["level"],
+             "meetings": ", ".join(f"{m['day']} {m['meeting']}" for m in w["meetings"])} for w in warnings]
+
+
+WARNING_COLUMNS = (("member_id", "Mã đảng viên"), ("member_name", "Họ và tên"), ("cell_id", "Mã chi bộ hiện nay"),
+                   ("cell_name", "Chi bộ hiện nay"), ("unexcused", "Số lần vắng không lý do"),
+                   ("level", "Mức (warning: cảnh báo, rule: theo quy định)"), ("meetings", "Các cuộc họp vắng"))
+
+
+def cell_xlsx(export: CellExport) -> bytes:
+    """The long sheet, then per meeting, per month, per member, and the year's early warnings."""
+    r, info = export.report, export.report["cell"]
+    return xlsx_bytes([
+        Sheet("attendance", LONG_COLUMNS, export.rows),
+        Sheet("meetings", MEETING_COLUMNS, [_totals_row(m["totals"], meeting_id=m["id"], meeting_title=m["title"],
+                                                        meeting_day=m["day"], cell_id=info["id"], cell_name=info["name"],
+                                                        closed=m["closed"]) for m in r["meetings"]]),
+        Sheet("months", MONTH_COLUMNS, [_totals_row(m["totals"], month=m["month"], meetings=m["meetings"]) for m in r["months"]]),
+        Sheet("members", MEMBER_COLUMNS, [_totals_row(m["totals"], member_id=m["member"], member_name=m["name"],
+                                                      standing=m["standing"], meetings=m["meetings"]) for m in r["members"]]),
+        Sheet("warnings", WARNING_COLUMNS, _warning_rows(r["warnings"])),
+    ])
+
+
+def _area_meetings(store: Store, level: str, code: int, year: int, cells: Mapping[str, Mapping[str, Any]],
+                   now: datetime | None) -> list[dict[str, Any]]:
+    """The meetings an area's roll-up counts: closed ones filed under the area (``meeting_totals``), and its cells'
+    ended, unclosed ones; by day."""
+    column = "t.commune_code" if level == "commune" else "t.province_code"
+    date_from, date_to = f"{year:04d}-01-01", f"{year:04d}-12-31"
+    found = store.rows(
+        "SELECT m.id, m.title, t.day, m.cell, c.name AS cell_name, 1 AS closed FROM meeting_totals t "
+        f"JOIN meetings m ON m.id = t.meeting LEFT JOIN cells c ON c.id = m.cell WHERE {column} = ? "
+        "AND t.day BETWEEN ? AND ?", [code, date_from, date_to])
+    first, last = attendance_rollup.starts_between(date_from, date_to)
+    ids = sorted(cells)
+    moment = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # as meetings store times
+    for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+        chunk = ids[i:i + 500]
+        for m in store.rows(
+            "SELECT id, title, starts_at, cell FROM meetings WHERE closed_at IS NULL AND starts_at >= ? AND starts_at < ? "
+            f"AND ends_at <= ? AND cell IN ({','.join('?' * len(chunk))})", [first, last, moment, *chunk]):
+            found.append({"id": m["id"], "title": m["title"], "day": attendance_sheet.meeting_day(m["starts_at"]),
+                          "cell": m["cell"], "cell_name": cells[m["cell"]]["name"], "closed": 0})
+    return sorted(found, key=lambda m: (m["day"], m["cell"], m["id"]))
+
+
+def area_xlsx(store: Store, level: str, code: int | str, *, year: int, now: datetime | None = None,
+              levels: Rules = DEFAULT_RULES) -> tuple[dict[str, Any], bytes]:
+    """(the area as the JSON API names it, the workbook). A commune's or a province's year: per cell (and per commune for a province), per month, early warnings, and the
+    long sheet while it stays under MAX_LONG_ROWS (a province's is millions of rows: a note says where to get it)."""
+    r = attendance_rollup.area_attendance(store, level, code, year=year, now=now, levels=levels)
+    area = r["area"]
+    sheets = [Sheet("cells", CELL_COLUMNS, [_totals_row(c["totals"], cell_id=c["id"], cell_name=c["name"],
+                                                         commune=c["commune"], meetings=c["meetings"],
+                                                         met_in_month=c["met_in_month"]) for c in r["cells"]])]
+    if level == "province":
+        sheets.append(Sheet("communes", COMMUNE_COLUMNS, [_totals_row(c["totals"], commune_code=c["code"], commune=c["name"],
+                                                                      cells=c["cells"]) for c in r["communes"]]))
+    sheets.append(Sheet("months", MONTH_COLUMNS, [_totals_row(m["totals"], month=m["month"], meetings=m["meetings"])
+                                                  for m in r["months"]]))
+    filter_key = "commune_code" if level == "commune" else "province_code"
+    found = attendance_rollup.warnings(store, year=r["year"], now=now, levels=levels, **{filter_key: area["code"]})
+    sheets.append(Sheet("warnings", WARNING_COLUMNS, _warning_rows(found["members"])))
+    size = r["totals"]["expected"] + r["totals"]["not_expected"]
+    if size <= MAX_LONG_ROWS:
+        meetings = _area_meetings(store, level, area["code"], r["year"], {c["id"]: c for c in r["cells"]}, now)
+        rows = long_rows(store, meetings, now=now, late_after_min=levels.late_after_min)
+        sheets.insert(0, Sheet("attendance", LONG_COLUMNS, rows))
+        sheets.insert(1, Sheet("meetings", MEETING_COLUMNS, _meeting_summaries(meetings, rows)))
+    else:
+        sheets.insert(0, Sheet("note", NOTE_COLUMNS, [{"note": (
+            f"{size:,} dòng đảng viên × cuộc họp: quá lớn cho một tệp; tải từng xã hoặc từng chi bộ. / {size:,} "
+            f"member-meeting rows, more than {MAX_LONG_ROWS:,}: export each commune or cell for the detail.")}]))
+    return area, xlsx_bytes(sheets)
+
+
+def _meeting_summaries(meetings: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    by_meeting: dict[str, list[dict[str, Any]]] = {m["id"]: [] for m in meetings}
+    for row in rows:
+        by_meeting[row["meeting_id"]].append({"expected": row["expected"], "status": row["status"],
+                                              "override": row["override"]})
+    return [_totals_row(attendance_sheet.totals(by_meeting[m["id"]]), meeting_id=m["id"], meeting_title=m["title"],
+                        meeting_day=m["day"], cell_id=m["cell"], cell_name=m["cell_name"], closed=bool(m["closed"]))
+            for m in meetings]
+
+
+def month_window(month: str) -> tuple[str, str]:
+    """The first and last day of ``month`` (YYYY-MM, checked)."""
+    month = attendance_rollup.check_month(month)
+    first = date.fromisoformat(f"{month}-01")
+    following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return first.isoformat(), date.fromordinal(following.toordinal() - 1).isoformat()
+
+
+def cell_month(store: Store, cell: str, *, month: str | None = None, now: datetime | None = None,
+               levels: Rules = DEFAULT_RULES) -> dict[str, Any]:
+    """What the monthly report prints (``report_pdf``'s input): the cell page's figures for the month, who was absent
+    without a reason at which meetings, and the early warnings of the month's year. ``month`` defaults to this one."""
+    month = month or attendance_rollup.today(now).strftime("%Y-%m")
+    date_from, date_to = month_window(month)
+    export = cell_export(store, cell, date_from=date_from, date_to=date_to, now=now, levels=levels)
+    absent: dict[str, dict[str, Any]] = {}
+    for row in export.rows:
+        if row["expected"] and row["status"] == "unexcused":
+            entry = absent.setdefault(row["member_id"], {"member": row["member_id"], "name": row["member_name"], "days": []})
+            entry["days"].append(row["meeting_day"])
+    r = export.report
+    local = (now or datetime.now(UTC)).astimezone(attendance_rollup.HALL_ZONE)
+    return {"cell": r["cell"], "month": month, "year": int(month[:4]), "totals": r["totals"], "meetings": r["meetings"],
+            "unexcused": sorted(absent.values(), key=lambda a: (a["name"] or "", a["member"])),
+            "warnings": r["warnings"], "warn_level": levels.absence_warn_level, "rule_level": levels.absence_rule_level,
+            "generated_at": local.strftime("%H:%M %d/%m/%Y (giờ Việt Nam)")}

@@ -19,6 +19,7 @@ from .deps import Public, current_staff, origin_of
 from .routes import commands, devices, meetings, rejections, session, system, users
 from .routes.alerts import router as alerts_router
 from .routes.attendance import router as attendance_router
+from .routes.attendance_exports import router as attendance_exports_router
 from .routes.attendance_rollup import router as attendance_rollup_router
 from .routes.fleet import router as fleet_router
 from .routes.fleet_pages import router as fleet_pages_router
@@ -135,6 +136,7 @@ def create_app(
     app.include_router(commands.router)
     app.include_router(membership_router)
     app.include_router(attendance_router)
+    app.include_router(attendance_exports_router)
     app.include_router(attendance_rollup_router)
     page = PAGE.read_text(encoding="utf-8")
 

@@ -39,6 +39,11 @@ REQUIRED = {
     ("GET", "/api/provinces/{code}/attendance"): V,
     ("GET", "/api/members/{member}/attendance"): V,
     ("GET", "/api/attendance/warnings"): V,
+    ("GET", "/api/cells/{cell}/attendance.csv"): V,  # the exports (central/attendance_export.py)
+    ("GET", "/api/cells/{cell}/attendance.xlsx"): V,
+    ("GET", "/api/cells/{cell}/report.pdf"): V,
+    ("GET", "/api/communes/{code}/attendance.xlsx"): V,
+    ("GET", "/api/provinces/{code}/attendance.xlsx"): V,
     ("GET", "/api/meetings/{meeting_id}/sheet"): V,
     ("POST", "/api/meetings/{meeting_id}/excuses"): S,
     ("POST", "/api/meetings/{meeting_id}/close"): S,
