@@ -301,3 +301,14 @@ def test_unknown_cells_and_areas_are_404_and_bad_windows_422_as_on_the_json_rout
                          ("/api/communes/9454/attendance.xlsx", {"year": "1999"})):
         response = year.get(path, params=params)
         assert response.status_code == 422, (path, params, response.status_code)
+
+
+def test_past_the_row_limit_a_cell_export_is_refused_and_an_area_workbook_keeps_its_summaries_with_a_note(
+        staffed, year, monkeypatch):
+    monkeypatch.setattr("central.attendance_export.MAX_LONG_ROWS", 10)  # the fixture's commune holds 17 rows
+    response = year.get(f"/api/cells/{CELL}/attendance.csv", params=_window())
+    assert response.status_code == 422 and "choose a shorter window" in response.json()["detail"]
+    code = registry.get_cell(staffed.store, CELL)["commune_code"]
+    book = openpyxl.load_workbook(io.BytesIO(year.get(f"/api/communes/{code}/attendance.xlsx").content))
+    assert book.sheetnames == ["note", "cells", "months", "warnings"]
+    assert "17 member-meeting rows" in book["note"]["A3"].value
