@@ -441,7 +441,7 @@ def user() -> None:
 
 @user.command("add")
 @click.option("--username", required=True, help="Login name: 2–32 of a-z 0-9 . _ -")
-@click.option("--role", required=True, type=click.Choice(["viewer", "technician", "admin"]), help="What the account may do.")
+@click.option("--role", required=True, type=click.Choice(["viewer", "secretary", "technician", "admin"]), help="What the account may do (a secretary also records excuses, closes and amends meeting sheets).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin instead of generating one.")
 @_errors
 def user_add(username: str, role: str, password_stdin: bool) -> None:
@@ -488,7 +488,7 @@ def user_passwd(username: str, password_stdin: bool) -> None:
 
 @user.command("role")
 @click.argument("username")
-@click.argument("role", type=click.Choice(["viewer", "technician", "admin"]))
+@click.argument("role", type=click.Choice(["viewer", "secretary", "technician", "admin"]))
 @_errors
 def user_role(username: str, role: str) -> None:
     """Give USERNAME another ROLE."""

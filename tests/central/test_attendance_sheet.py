@@ -345,3 +345,11 @@ def test_the_secretary_role_migration_keeps_every_user_s_session_and_api_token(t
         assert store.scalar("SELECT COUNT(*) FROM sessions") == 0 and store.scalar("SELECT COUNT(*) FROM api_tokens") == 0
     finally:
         store.close()
+
+
+def test_staff_can_be_made_secretaries_from_the_command_line(world):
+    data = str(Path(world.store.path).parent)
+    result = CliRunner().invoke(main, ["central", "--data-dir", data, "user", "add", "--username", "thu-ky",
+                                       "--role", "secretary", "--password-stdin"], input="a-long-password-1\n")
+    assert result.exit_code == 0, result.output
+    assert accounts.authenticate(world.store, "thu-ky", "a-long-password-1")[0].role is accounts.Role.secretary

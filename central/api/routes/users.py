@@ -32,7 +32,7 @@ def _http_errors() -> Iterator[None]:
 
 class NewUser(BaseModel):
     username: str = Field(max_length=64)
-    role: str = Field(description="viewer, technician or admin")
+    role: str = Field(description="viewer, secretary, technician or admin")
     password: str | None = Field(None, max_length=accounts.MAX_PASSWORD_CHARS, description="omit to have one generated and returned once")
 
 
