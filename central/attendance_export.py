@@ -205,7 +205,7 @@ def report_pdf(report: Mapping[str, Any]) -> bytes:
     without a reason (with the days), the year's early warnings, and signature lines for the cell secretary.
 
     ``report``: {"cell": {"id","name","commune","province"}, "month": "YYYY-MM", "year": int, "totals": T,
-    "meetings": [{"id","title","day","closed","totals": T}], "unexcused": [{"member","name","days": [..]}],
+    "meetings": [{"id","title","day","closed","totals": T}], "unexcused": [{"member","name","meetings": [(day, title)]}],
     "warnings": [W], "warn_level", "rule_level", "generated_at": ISO text}.
     """
     cell, month = report["cell"], report["month"]
@@ -260,7 +260,8 @@ def report_pdf(report: Mapping[str, Any]) -> bytes:
             for m in meetings[:MAX_PDF_MEETINGS]:
                 table.row(_meeting_cells(_day_text(m["day"]), m["title"] + ("" if m.get("closed") else " (chưa chốt)"),
                                          m["totals"]))
-            table.row(_meeting_cells("Cả tháng", f"{len(meetings)} cuộc họp / meetings", report["totals"]))
+            table.row(_meeting_cells("Cả tháng", f"{len(meetings)} cuộc họp / meetings", report["totals"]),
+                      style=FontFace(emphasis="BOLD"))
         if len(meetings) > MAX_PDF_MEETINGS:
             pdf.set_font("DejaVu", "I", 8)
             pdf.cell(0, 5, f"… và {len(meetings) - MAX_PDF_MEETINGS} cuộc họp khác (xem tệp XLSX)", new_x="LMARGIN", new_y="NEXT")
@@ -271,8 +272,8 @@ def report_pdf(report: Mapping[str, Any]) -> bytes:
 
     pdf.set_font("DejaVu", "B", 10)
     pdf.cell(0, 6, "2. Đảng viên vắng không lý do / Absent without a reason", new_x="LMARGIN", new_y="NEXT")
-    _names(pdf, [f"{u['name']} ({u['member']}): {', '.join(_day_text(d) for d in u['days'])}" for u in report["unexcused"]],
-           "Không có / none.")
+    _names(pdf, [f"{u['name']} ({u['member']}): {'; '.join(f'{_day_text(d)} {t}' for d, t in u['meetings'])}"
+                 for u in report["unexcused"]], "Không có / none.")
     pdf.ln(2)
 
     pdf.set_font("DejaVu", "B", 10)
@@ -486,8 +487,9 @@ def cell_month(store: Store, cell: str, *, month: str | None = None, now: dateti
     absent: dict[str, dict[str, Any]] = {}
     for row in export.rows:
         if row["expected"] and row["status"] == "unexcused":
-            entry = absent.setdefault(row["member_id"], {"member": row["member_id"], "name": row["member_name"], "days": []})
-            entry["days"].append(row["meeting_day"])
+            entry = absent.setdefault(row["member_id"], {"member": row["member_id"], "name": row["member_name"],
+                                                         "meetings": []})
+            entry["meetings"].append((row["meeting_day"], row["meeting_title"]))  # two meetings can share a day
     r = export.report
     local = (now or datetime.now(UTC)).astimezone(attendance_rollup.HALL_ZONE)
     return {"cell": r["cell"], "month": month, "year": int(month[:4]), "totals": r["totals"], "meetings": r["meetings"],
