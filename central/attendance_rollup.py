@@ -447,7 +447,6 @@ def warnings(store: Store, *, year: int, cell: str | None = None, commune_code: 
             area = ("commune_code", _area(store, "commune", commune_code)[0]["code"])
         elif province_code is not None:
             area = ("province_code", _area(store, "province", province_code)[0]["code"])
-        absences = _closed_absences(store, "1 = 1", [], date_from, date_to)
         unclosed = store.rows(
             "SELECT m.id, m.cell, m.title, m.starts_at, c.commune_code, c.province_code FROM meetings m "
             "JOIN cells c ON c.id = m.cell WHERE m.closed_at IS NULL AND m.starts_at >= ? AND m.starts_at < ? "
@@ -461,6 +460,14 @@ def warnings(store: Store, *, year: int, cell: str | None = None, commune_code: 
             for m in unclosed:
                 if m[column] == code:
                     in_scope |= {r["member"] for r in live.get(m["id"], []) if r.get("expected", True)}
+            # their closed absences anywhere, by meeting_sheet_member: a commune's members, not the whole year's rows
+            people = sorted(in_scope)
+            for i in range(0, len(people), 500):
+                chunk = people[i:i + 500]
+                absences += _closed_absences(store, f"s.member IN ({','.join('?' * len(chunk))})", chunk,
+                                             date_from, date_to)
+        else:
+            absences = _closed_absences(store, "1 = 1", [], date_from, date_to)
         absences += _live_absences(store, unclosed, now, levels, in_scope, live=live)
     per_member: dict[str, list[dict[str, Any]]] = {}
     for a in absences:
