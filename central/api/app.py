@@ -21,6 +21,7 @@ from .routes.alerts import router as alerts_router
 from .routes.attendance import router as attendance_router
 from .routes.attendance_exports import router as attendance_exports_router
 from .routes.attendance_rollup import router as attendance_rollup_router
+from .routes.attendance_pages import router as attendance_pages_router
 from .routes.fleet import router as fleet_router
 from .routes.fleet_pages import router as fleet_pages_router
 from .routes.membership import router as membership_router
@@ -138,6 +139,7 @@ def create_app(
     app.include_router(attendance_router)
     app.include_router(attendance_exports_router)
     app.include_router(attendance_rollup_router)
+    app.include_router(attendance_pages_router)
     page = PAGE.read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse, dependencies=[Public])

@@ -18,10 +18,13 @@ from tests.central import STAFF_TOKEN
 V, S, T, A = Role.viewer, Role.secretary, Role.technician, Role.admin
 # Pages of this app anyone may load; they show no member or device data without a login.
 PAGES = {("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("GET", "/login/once/{code}"), ("POST", "/logout"),
-         ("GET", "/healthz"), ("GET", "/fleet"), ("GET", "/fleet/devices"), ("GET", "/fleet/devices/{device}")}
+         ("GET", "/healthz"), ("GET", "/fleet"), ("GET", "/fleet/devices"), ("GET", "/fleet/devices/{device}"),
+         ("GET", "/attendance/meetings/{meeting}"), ("GET", "/attendance/cells/{cell}"), ("GET", "/attendance/communes/{code}"),
+         ("GET", "/attendance/provinces/{code}"), ("GET", "/attendance/members/{member}")}
 # Every route needing no staff login: the pages, and routes that check a credential of their own (a one-time token...).
 PUBLIC = PAGES | {("POST", "/enrol"), ("GET", "/enrol/ca"),  # the CA certificate is public by nature
-                  ("GET", "/vendor/uplot/{name}")}  # the vendored chart library: public code, no data
+                  ("GET", "/vendor/uplot/{name}"),  # the vendored chart library: public code, no data
+                  ("GET", "/attendance/assets/{name}")}  # the attendance pages' script and style: code, no data
 # Called by central's own media server, never by staff: they check their caller themselves.
 MACHINE = {("POST", "/media/on_publish"), ("POST", "/media/on_record_done")}
 REQUIRED = {
