@@ -11,7 +11,7 @@ const REASON_LABEL = {  // central/attendance_sheet.py's reasons
   family: ["Việc gia đình", "Family matter"], other: ["Lý do khác", "Other reason"],
 };
 const STANDING_LABEL = { probationary: ["Dự bị", "Probationary"], official: ["Chính thức", "Official"] };
-const LEVEL_LABEL = { warning: ["Cảnh báo", "Warning"], rule: ["Đến mức xem xét kỷ luật", "At the rule's level"] };
+const LEVEL_LABEL = { warning: ["Cảnh báo", "Warning"], rule: ["Đến mức quy định", "Rule level"] };
 const STATE_LABEL = { upcoming: ["Sắp diễn ra", "Upcoming"], current: ["Đang họp", "In progress"], past: ["Đã kết thúc", "Ended"] };
 
 function el(tag, attrs, ...children) {
