@@ -12,6 +12,8 @@ const REASON_LABEL = {  // central/attendance_sheet.py's reasons
 };
 const STANDING_LABEL = { probationary: ["Dự bị", "Probationary"], official: ["Chính thức", "Official"] };
 const LEVEL_LABEL = { warning: ["Cảnh báo", "Warning"], rule: ["Đến mức quy định", "Rule level"] };
+const ROLE_LABEL = { viewer: ["người xem", "viewer"], secretary: ["thư ký", "secretary"],
+                     technician: ["kỹ thuật viên", "technician"], admin: ["quản trị", "admin"] };
 const STATE_LABEL = { upcoming: ["Sắp diễn ra", "Upcoming"], current: ["Đang họp", "In progress"], past: ["Đã kết thúc", "Ended"] };
 
 function el(tag, attrs, ...children) {
@@ -126,7 +128,8 @@ function card(vi, en, value, opts) {
 async function whoAmI() {
   const me = await getJSON("/api/me");
   const who = document.getElementById("who");
-  who.textContent = me.name + " (" + me.role + ")";
+  const role = ROLE_LABEL[me.role];
+  who.textContent = me.name + " (" + (role ? role[0] + " / " + role[1] : me.role) + ")";
   who.dataset.role = me.role;
   return me;
 }

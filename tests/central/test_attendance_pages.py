@@ -222,6 +222,13 @@ def test_a_meeting_sheet_shows_the_apis_figures_and_each_count_lists_its_members
         assert page.locator('tr.member[data-member-id="m3"] .amended-mark').count() == 1
         assert page.locator('tr.member[data-member-id="m3"]').get_attribute("data-status") == "excused"
         shots(page, "meeting-amended")
+
+        # a meeting still open: still no excuse or close for a viewer
+        page.goto(service.url + "attendance/meetings/now")
+        page.wait_for_selector("body[data-loaded=yes]")
+        assert page.locator('tr.member[data-member-id="m3"]').get_attribute("data-status") == "pending"
+        assert page.locator("button.excuse, button.amend, #actions-head:not([hidden])").count() == 0
+        assert page.locator("#close-box").is_hidden() and page.locator("#close").is_hidden()
         assert page.errors == []
 
 
