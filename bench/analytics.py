@@ -29,7 +29,7 @@ Central never runs ANALYZE, so neither does the bench: the planner has no statis
 
 Measured, each ``--samples`` times on varied ids (p50/p95): the cell page (``cell_attendance`` for the
 year), the commune and province roll-ups (``area_attendance``), the member page (``member_attendance``),
-a commune's warnings, a closed meeting's sheet, and a commune's year as XLSX (central/attendance_export.py).
+a commune's and the province's warnings, a closed meeting's sheet, and a commune's year as XLSX (central/attendance_export.py).
 The raw limits, in the same run: one ``SELECT COUNT(*), SUM(...)`` over the province's ``meeting_totals``
 rows of the year (what SQLite needs just to read what a province roll-up sums), and for the export one SQL read
 of the commune's sheet rows written straight by xlsxwriter (no summaries, typing or escaping). Prints the figures,
@@ -587,6 +587,9 @@ def main() -> None:
         runs.append(timed("warnings of a commune", pick(codes, n),
                           lambda c: rollup.warnings(store, year=YEAR, commune_code=c, **rollup_now),
                           lambda _c, out: out["members"] is not None))
+        runs.append(timed("warnings of the province (its page shows them)", [province[1]] * n,
+                          lambda code: rollup.warnings(store, year=YEAR, province_code=code, **rollup_now),
+                          lambda _c, out: out["members"] is not None))
         meetings = list(loader.meta)
         runs.append(timed("a closed meeting's sheet", pick(meetings, n),
                           lambda mid: attendance_sheet.sheet(store, mid, now=now), expect_totals))
@@ -649,7 +652,7 @@ def main() -> None:
     print(f"machine load average (1 min): {load_before:.1f} before the measurements, {load_after:.1f} after "
           f"({os.cpu_count()} cores)")
     result.update({f"{key}_{stat}": r[stat] for key, r in zip(
-        ("cell", "commune", "province", "member", "warnings", "sheet", "export"), runs) for stat in ("p50_ms", "p95_ms")})
+        ("cell", "commune", "province", "member", "warnings", "province_warnings", "sheet", "export"), runs) for stat in ("p50_ms", "p95_ms")})
     result.update(raw_scan_p50_ms=raw["p50_ms"], raw_scan_p95_ms=raw["p95_ms"], raw_rows=raw_rows,
                   province_over_raw_p95=ratio,
                   raw_export_p50_ms=raw_export["p50_ms"], raw_export_p95_ms=raw_export["p95_ms"],

@@ -150,10 +150,12 @@ def _live_totals(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
 
 def _unclosed_ended(store: Store, where: str, params: list[Any], first: str, last: str, now: str) -> list[dict[str, Any]]:
     """Meetings of the cells ``where`` selects (alias c), started in [first, last), ended by ``now``, not closed."""
+    # CROSS JOIN keeps meetings first (SQLite never reorders it): the few open ones come from the partial index
+    # meetings_open, instead of every meeting of every cell of a province being read to find them.
     return store.rows(
-        "SELECT m.id, m.cell, m.title, m.starts_at FROM cells c JOIN meetings m ON m.cell = c.id "
-        f"WHERE {where} AND m.starts_at >= ? AND m.starts_at < ? AND m.closed_at IS NULL AND m.ends_at <= ? "
-        "ORDER BY m.starts_at, m.id", [*params, first, last, now])
+        "SELECT m.id, m.cell, m.title, m.starts_at FROM meetings m CROSS JOIN cells c ON c.id = m.cell "
+        f"WHERE m.closed_at IS NULL AND m.starts_at >= ? AND m.starts_at < ? AND m.ends_at <= ? AND {where} "
+        "ORDER BY m.starts_at, m.id", [first, last, now, *params])
 
 
 # ---- a cell ----------------------------------------------------------------------------------------------------------
@@ -454,9 +456,7 @@ def warnings(store: Store, *, year: int, cell: str | None = None, commune_code: 
         live = _live(store, [m["id"] for m in unclosed], now, levels)
         if area is not None:
             column, code = area
-            in_scope = {r["member"] for r in store.rows(
-                "SELECT DISTINCT s.member FROM meeting_totals t JOIN meeting_sheet s ON s.meeting = t.meeting "
-                f"WHERE t.{column} = ? AND t.day BETWEEN ? AND ? AND s.expected = 1", [code, date_from, date_to])}
+            in_scope = _area_candidates(store, column, code, date_from, date_to)
             for m in unclosed:
                 if m[column] == code:
                     in_scope |= {r["member"] for r in live.get(m["id"], []) if r.get("expected", True)}
@@ -485,6 +485,30 @@ def warnings(store: Store, *, year: int, cell: str | None = None, commune_code: 
                                  for a in sorted(found_rows, key=lambda a: (a["day"], a["meeting"]))]})
     out.sort(key=lambda w: (-w["unexcused"], w["name"] or "", w["member"]))
     return {"year": year, "warn_level": levels.absence_warn_level, "rule_level": levels.absence_rule_level, "members": out}
+
+
+def _area_candidates(store: Store, column: str, code: int, date_from: str, date_to: str) -> set[str]:
+    """The members expected at the area's closed meetings of the window who may reach a warning level: those with an
+    unexcused absence there, and those moved into or out of its cells in the window (their absences elsewhere count
+    too). Anyone else expected there had no unexcused absence anywhere in the window, since all their meetings were
+    the area's. Read through the partial indexes of unexcused rows, not the area's whole sheet (millions of rows
+    for a province)."""
+    found = {r["member"] for r in store.rows(
+        "SELECT DISTINCT s.member FROM meeting_totals t JOIN meeting_sheet s ON s.meeting = t.meeting "
+        f"WHERE t.{column} = ? AND t.day BETWEEN ? AND ? AND t.unexcused > 0 "
+        "AND s.status_now = 'unexcused' AND s.expected = 1", [code, date_from, date_to])}
+    moved = [r["member"] for r in store.rows(
+        "SELECT DISTINCT e.member FROM cells c JOIN membership_events e ON e.cell = c.id "
+        f"WHERE c.{column} = ? AND e.at BETWEEN ? AND ? AND e.kind IN ('transferred_in', 'transferred_out')",
+        [code, date_from, date_to]) if r["member"] not in found]
+    for i in range(0, len(moved), 500):
+        chunk = moved[i:i + 500]
+        # CROSS JOIN: each member's few rows (meeting_sheet_member) first, never the area's totals first
+        found |= {r["member"] for r in store.rows(
+            "SELECT DISTINCT s.member FROM meeting_sheet s CROSS JOIN meeting_totals t ON t.meeting = s.meeting "
+            f"WHERE s.member IN ({','.join('?' * len(chunk))}) AND s.expected = 1 AND t.{column} = ? "
+            "AND t.day BETWEEN ? AND ?", [*chunk, code, date_from, date_to])}
+    return found
 
 
 def _closed_absences(store: Store, where: str, params: list[Any], date_from: str, date_to: str) -> list[dict[str, Any]]:

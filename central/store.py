@@ -448,6 +448,27 @@ def m014_secretary_role(db: Database) -> None:
     CREATE INDEX api_tokens_user ON api_tokens(user_id)
     """)
 
+
+@migrations()
+def m015_rollup_indexes(db: Database) -> None:
+    """A province's roll-up (central/attendance_rollup.py) sums 120,000 meetings' totals twice (per cell, per month):
+    an index holding every summed column answers both from the index alone (bench/analytics.py: a pass 137 -> 58 ms).
+    The meetings still open are few; a partial index finds them without reading the year's closed ones. Early
+    warnings count unexcused absences, a few per meeting: partial indexes hold only those rows, by meeting and by
+    member, so a province's warnings read them and not its 2.4 million sheet rows."""
+    _run(db, """
+    DROP INDEX meeting_totals_province;
+    CREATE INDEX meeting_totals_province ON meeting_totals(province_code, day, cell, expected, present, late, excused,
+        unexcused, overrides, not_expected);
+    DROP INDEX meeting_totals_commune;
+    CREATE INDEX meeting_totals_commune ON meeting_totals(commune_code, day, cell, expected, present, late, excused,
+        unexcused, overrides, not_expected);
+    CREATE INDEX meetings_open ON meetings(starts_at) WHERE closed_at IS NULL;
+    CREATE INDEX meeting_sheet_unexcused ON meeting_sheet(meeting, member) WHERE status_now = 'unexcused' AND expected = 1;
+    CREATE INDEX meeting_sheet_unexcused_member ON meeting_sheet(member, meeting)
+        WHERE status_now = 'unexcused' AND expected = 1
+    """)
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

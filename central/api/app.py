@@ -20,8 +20,8 @@ from .routes import commands, devices, meetings, rejections, session, system, us
 from .routes.alerts import router as alerts_router
 from .routes.attendance import router as attendance_router
 from .routes.attendance_exports import router as attendance_exports_router
-from .routes.attendance_rollup import router as attendance_rollup_router
 from .routes.attendance_pages import router as attendance_pages_router
+from .routes.attendance_rollup import router as attendance_rollup_router
 from .routes.fleet import router as fleet_router
 from .routes.fleet_pages import router as fleet_pages_router
 from .routes.membership import router as membership_router
