@@ -86,6 +86,8 @@ def meeting_day(starts_at: str | datetime) -> str:
 
 
 def _state(meeting: dict[str, Any], now: datetime) -> str:
+    if meeting.get("closed_at"):
+        return "past"  # the secretary closed the session: it is over, whatever its scheduled end said
     if now < _moment(meeting["starts_at"]):
         return "upcoming"
     return "current" if now < _moment(meeting["ends_at"]) else "past"

@@ -199,6 +199,8 @@ def test_closing_freezes_the_sheet_a_later_check_in_is_stored_but_does_not_chang
     assert world.store.scalar("SELECT COUNT(*) FROM attendance WHERE meeting = 'mt1' AND member = 'cuong'") == 1
     again = attendance_sheet.sheet(world.store, "mt1")
     assert rows(again)["cuong"]["status"] == "unexcused" and again["totals"] == closed["totals"]
+    # closed before its scheduled end, it is over: not "in progress" on the page
+    assert attendance_sheet.sheet(world.store, "mt1", now=start + timedelta(minutes=55))["meeting"]["state"] == "past"
     with pytest.raises(Conflict, match="was closed"):
         attendance_sheet.close(world.store, "mt1", by="someone-else")
     totals = world.store.row("SELECT * FROM meeting_totals WHERE meeting = 'mt1'")
