@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import audit, membership
-from .errors import CentralError, NotFound, RegistryError
+from .errors import CentralError, Conflict, NotFound, RegistryError
 from .registry import check_id
 from .store import Store, utc_now
 
@@ -38,10 +38,6 @@ CLOSE_DUE_BATCH = 200  # meetings closed per call: the store's lock is not held 
 TOTAL_KEYS = ("expected", "present", "late", "excused", "unexcused", "pending", "attended", "overrides", "not_expected",
               "rate", "rate_excluding_excused")
 COUNT_KEYS = ("expected", "present", "late", "excused", "unexcused", "pending", "overrides", "not_expected")
-
-
-class Conflict(CentralError, ValueError):
-    """The change collides with the meeting's state (closing a closed meeting): HTTP 409."""
 
 
 @dataclass(frozen=True)

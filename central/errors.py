@@ -19,6 +19,10 @@ class NotFound(RegistryError, LookupError):
     """The named hall, cell, member, meeting or device does not exist."""
 
 
+class Conflict(CentralError, ValueError):
+    """The change collides with the thing's state (closing a closed meeting): HTTP 409."""
+
+
 class EnrolmentError(CentralError, ValueError):
     """A member could not be enrolled (no usable face in a photo, bad CSV row...)."""
 

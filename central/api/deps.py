@@ -24,15 +24,17 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request, status
 
 from ..accounts import STAFF_TOKEN_ACTOR, Role, Staff, session_staff, token_staff
+from ..errors import Conflict, NotFound, RegistryError
 from ..store import Store
 from .throttle import Guard, source_of
 
+T = TypeVar("T")
 SESSION_COOKIE = "hall_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Integers a route passes to SQLite must fit its 64-bit INTEGER, or the query fails with a 500.
@@ -169,3 +171,16 @@ StoreDep = Annotated[Store, Depends(get_store)]
 # Kept for routes written before roles: a viewer. New routes take ``Viewer`` etc. as a parameter.
 require_staff = require_viewer
 StaffOnly = Depends(require_viewer)
+
+
+def answered(call: Callable[[], T]) -> T:
+    """``call()``, with central's errors as the HTTP answers every route gives them: an unknown id 404, a change
+    that collides with the current state 409, anything else refused 422 (each with its message in words)."""
+    try:
+        return call()
+    except NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except RegistryError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None

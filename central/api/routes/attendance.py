@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ... import attendance_sheet
-from ...errors import NotFound, RegistryError
-from ..deps import Secretary, StoreDep, Viewer, remote_of
+from ..deps import Secretary, StoreDep, Viewer, answered, remote_of
 
 router = APIRouter(prefix="/api/meetings", tags=["attendance"])
 
@@ -33,21 +31,10 @@ class Amendment(BaseModel):
     note: str | None = Field(None, max_length=attendance_sheet.MAX_NOTE)
 
 
-def _answer(call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    except attendance_sheet.Conflict as exc:
-        raise HTTPException(409, str(exc)) from None
-    except RegistryError as exc:
-        raise HTTPException(422, str(exc)) from None
-
-
 @router.get("/{meeting_id}/sheet")
 def sheet(meeting_id: str, request: Request, store: StoreDep, _: Viewer) -> dict[str, Any]:
     late = attendance_sheet.rules_of(request.app).late_after_min
-    return _answer(lambda: attendance_sheet.sheet(store, meeting_id, late_after_min=late))
+    return answered(lambda: attendance_sheet.sheet(store, meeting_id, late_after_min=late))
 
 
 @router.post("/{meeting_id}/excuses")
@@ -59,13 +46,13 @@ def excuse(meeting_id: str, body: Excuse, request: Request, store: StoreDep, sta
                                               late_after_min=late, remote=remote_of(request))
         return {"amended": done["amended"], "sheet": attendance_sheet.sheet(store, meeting_id, late_after_min=late)}
 
-    return _answer(call)
+    return answered(call)
 
 
 @router.post("/{meeting_id}/close")
 def close(meeting_id: str, request: Request, store: StoreDep, staff: Secretary) -> dict[str, Any]:
     late = attendance_sheet.rules_of(request.app).late_after_min
-    return _answer(lambda: attendance_sheet.close(store, meeting_id, by=staff.name, late_after_min=late,
+    return answered(lambda: attendance_sheet.close(store, meeting_id, by=staff.name, late_after_min=late,
                                                           remote=remote_of(request)))
 
 
@@ -78,4 +65,4 @@ def amend(meeting_id: str, body: Amendment, request: Request, store: StoreDep, s
                                remote=remote_of(request))
         return attendance_sheet.sheet(store, meeting_id, late_after_min=late)
 
-    return _answer(call)
+    return answered(call)

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from ... import attendance_export, attendance_rollup, attendance_sheet
 from ...attendance_rollup import MAX_YEAR, MIN_YEAR
 from ...attendance_sheet import Rules
-from ...errors import NotFound, RegistryError
-from ..deps import StoreDep, Viewer
+from ..deps import StoreDep, Viewer, answered
 
 router = APIRouter(tags=["attendance exports"])
 
@@ -32,15 +30,6 @@ MONTH = Query(None, max_length=7, description="YYYY-MM (default: this month)")
 
 def _levels(request: Request) -> Rules:
     return attendance_sheet.rules_of(request.app)
-
-
-def _made(call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    except RegistryError as exc:
-        raise HTTPException(422, str(exc)) from None
 
 
 def _ascii(text: str) -> str:
@@ -66,7 +55,7 @@ def download(content: bytes, media_type: str, ascii_name: str, name: str) -> Res
 
 def _cell_export(store: Any, cell: str, date_from: str | None, date_to: str | None,
                  request: Request) -> attendance_export.CellExport:
-    return _made(lambda: attendance_export.cell_export(store, cell, date_from=date_from, date_to=date_to,
+    return answered(lambda: attendance_export.cell_export(store, cell, date_from=date_from, date_to=date_to,
                                                        levels=_levels(request)))
 
 
@@ -92,7 +81,7 @@ def cell_xlsx(cell: str, request: Request, store: StoreDep, _: Viewer, date_from
 
 def _area_xlsx(level: str, number: int, year: int | None, request: Request, store: Any) -> Response:
     year = year or attendance_rollup.today().year
-    area, content = _made(lambda: attendance_export.area_xlsx(store, level, number, year=year, levels=_levels(request)))
+    area, content = answered(lambda: attendance_export.area_xlsx(store, level, number, year=year, levels=_levels(request)))
     return download(content, XLSX, f"attendance-{level}-{number}-{year}.xlsx",
                     f"Điểm danh {area.get('name') or number} năm {year}.xlsx")
 
@@ -109,7 +98,7 @@ def province_xlsx(code: int, request: Request, store: StoreDep, _: Viewer, year:
 
 @router.get("/api/cells/{cell}/report.pdf")
 def cell_report(cell: str, request: Request, store: StoreDep, _: Viewer, month: str | None = MONTH) -> Response:
-    report = _made(lambda: attendance_export.cell_month(store, cell, month=month, levels=_levels(request)))
+    report = answered(lambda: attendance_export.cell_month(store, cell, month=month, levels=_levels(request)))
     content = attendance_export.report_pdf(report)
     return download(content, PDF, f"attendance-report-{report['cell']['id']}-{report['month']}.pdf",
                     f"Báo cáo điểm danh {report['cell']['name']} tháng {report['month']}.pdf")

@@ -3,14 +3,12 @@ or a province over a year, a member's year, and the year's early warnings. Viewe
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from ... import attendance_rollup, attendance_sheet
-from ...errors import NotFound, RegistryError
-from ..deps import StoreDep, Viewer
+from ..deps import StoreDep, Viewer, answered
 
 router = APIRouter(prefix="/api", tags=["attendance roll-ups"])
 
@@ -23,15 +21,6 @@ PROVINCE = Query(None, ge=1, le=999_999_999, description="a province's official 
 CELL = Query(None, min_length=1, max_length=64)
 
 
-def _answer(call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    except RegistryError as exc:
-        raise HTTPException(422, str(exc)) from None
-
-
 def _year(year: int | None) -> int:
     return year if year is not None else attendance_rollup.today().year
 
@@ -40,13 +29,13 @@ def _year(year: int | None) -> int:
 def cell_attendance(cell: str, request: Request, store: StoreDep, _: Viewer, date_from: str | None = DAY_FROM,
                     date_to: str | None = DAY_TO) -> dict[str, Any]:
     rules = attendance_sheet.rules_of(request.app)
-    return _answer(lambda: attendance_rollup.cell_attendance(store, cell, date_from=date_from, date_to=date_to,
+    return answered(lambda: attendance_rollup.cell_attendance(store, cell, date_from=date_from, date_to=date_to,
                                                              levels=rules))
 
 
 def _area(level: str, code: str, request: Request, store: Any, year: int | None, month: str | None) -> Any:
     rules = attendance_sheet.rules_of(request.app)
-    return _answer(lambda: attendance_rollup.area_attendance(store, level, code, year=_year(year), month=month,
+    return answered(lambda: attendance_rollup.area_attendance(store, level, code, year=_year(year), month=month,
                                                              levels=rules))
 
 
@@ -65,7 +54,7 @@ def province_attendance(code: str, request: Request, store: StoreDep, _: Viewer,
 @router.get("/members/{member}/attendance")
 def member_attendance(member: str, request: Request, store: StoreDep, _: Viewer, year: int | None = YEAR) -> dict[str, Any]:
     rules = attendance_sheet.rules_of(request.app)
-    return _answer(lambda: attendance_rollup.member_attendance(store, member, year=_year(year), levels=rules))
+    return answered(lambda: attendance_rollup.member_attendance(store, member, year=_year(year), levels=rules))
 
 
 @router.get("/attendance/warnings")
@@ -74,5 +63,5 @@ def warnings(request: Request, store: StoreDep, _: Viewer, year: int | None = YE
     if sum(x is not None for x in (cell, commune, province)) > 1:
         raise HTTPException(422, "filter by one of cell, commune or province, not several")
     rules = attendance_sheet.rules_of(request.app)
-    return _answer(lambda: attendance_rollup.warnings(store, year=_year(year), cell=cell, commune_code=commune,
+    return answered(lambda: attendance_rollup.warnings(store, year=_year(year), cell=cell, commune_code=commune,
                                                       province_code=province, levels=rules))
