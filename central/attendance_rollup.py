@@ -456,19 +456,25 @@ def warnings(store: Store, *, year: int, cell: str | None = None, commune_code: 
         live = _live(store, [m["id"] for m in unclosed], now, levels)
         if area is not None:
             column, code = area
-            in_scope = _area_candidates(store, column, code, date_from, date_to)
+            counts, moved = _area_candidates(store, column, code, date_from, date_to)
+            in_scope = set(counts) | moved
             for m in unclosed:
                 if m[column] == code:
                     in_scope |= {r["member"] for r in live.get(m["id"], []) if r.get("expected", True)}
-            # their closed absences anywhere, by meeting_sheet_member: a commune's members, not the whole year's rows
-            people = sorted(in_scope)
-            for i in range(0, len(people), 500):
-                chunk = people[i:i + 500]
+            live_absences = _live_absences(store, unclosed, now, levels, in_scope, live=live)
+            for a in live_absences:
+                counts[a["member"]] = counts.get(a["member"], 0) + 1
+            # Counted first, listed after: only the members at a warning level get their absences read and titled
+            # (a province has tens of thousands of members with one absence, a few thousand at a level).
+            flagged = sorted(m for m, n in counts.items() if n >= levels.absence_warn_level)
+            for i in range(0, len(flagged), 500):
+                chunk = flagged[i:i + 500]
                 absences += _closed_absences(store, f"s.member IN ({','.join('?' * len(chunk))})", chunk,
                                              date_from, date_to)
+            absences += [a for a in live_absences if a["member"] in set(flagged)]
         else:
             absences = _closed_absences(store, "1 = 1", [], date_from, date_to)
-        absences += _live_absences(store, unclosed, now, levels, in_scope, live=live)
+            absences += _live_absences(store, unclosed, now, levels, in_scope, live=live)
     per_member: dict[str, list[dict[str, Any]]] = {}
     for a in absences:
         if in_scope is None or a["member"] in in_scope:
@@ -487,28 +493,36 @@ def warnings(store: Store, *, year: int, cell: str | None = None, commune_code: 
     return {"year": year, "warn_level": levels.absence_warn_level, "rule_level": levels.absence_rule_level, "members": out}
 
 
-def _area_candidates(store: Store, column: str, code: int, date_from: str, date_to: str) -> set[str]:
-    """The members expected at the area's closed meetings of the window who may reach a warning level: those with an
-    unexcused absence there, and those moved into or out of its cells in the window (their absences elsewhere count
-    too). Anyone else expected there had no unexcused absence anywhere in the window, since all their meetings were
-    the area's. Read through the partial indexes of unexcused rows, not the area's whole sheet (millions of rows
-    for a province)."""
-    found = {r["member"] for r in store.rows(
-        "SELECT DISTINCT s.member FROM meeting_totals t JOIN meeting_sheet s ON s.meeting = t.meeting "
-        f"WHERE t.{column} = ? AND t.day BETWEEN ? AND ? AND t.unexcused > 0 "
-        "AND s.status_now = 'unexcused' AND s.expected = 1", [code, date_from, date_to])}
-    moved = [r["member"] for r in store.rows(
+def _area_candidates(store: Store, column: str, code: int, date_from: str, date_to: str) -> tuple[dict[str, int], set[str]]:
+    """Who, expected at the area's closed meetings of the window, may reach a warning level, with their closed
+    unexcused absences of the window: the members with one there (all their meetings were the area's, so that is
+    their count), and those moved into or out of its cells in the window (counted over every cell, since their
+    absences elsewhere count too). Anyone else expected there had no unexcused absence anywhere. Read through the
+    partial indexes of unexcused rows, never the area's whole sheet (millions of rows for a province)."""
+    moved = {r["member"] for r in store.rows(
         "SELECT DISTINCT e.member FROM cells c JOIN membership_events e ON e.cell = c.id "
         f"WHERE c.{column} = ? AND e.at BETWEEN ? AND ? AND e.kind IN ('transferred_in', 'transferred_out')",
-        [code, date_from, date_to]) if r["member"] not in found]
-    for i in range(0, len(moved), 500):
-        chunk = moved[i:i + 500]
+        [code, date_from, date_to])}
+    counts = {r["member"]: r["n"] for r in store.rows(
+        "SELECT s.member, COUNT(*) AS n FROM meeting_totals t JOIN meeting_sheet s ON s.meeting = t.meeting "
+        f"WHERE t.{column} = ? AND t.day BETWEEN ? AND ? AND t.unexcused > 0 "
+        "AND s.status_now = 'unexcused' AND s.expected = 1 GROUP BY s.member", [code, date_from, date_to])
+        if r["member"] not in moved}
+    people = sorted(moved)
+    expected_there: set[str] = set()
+    for i in range(0, len(people), 500):
+        chunk, marks = people[i:i + 500], ",".join("?" * len(people[i:i + 500]))
         # CROSS JOIN: each member's few rows (meeting_sheet_member) first, never the area's totals first
-        found |= {r["member"] for r in store.rows(
+        expected_there |= {r["member"] for r in store.rows(
             "SELECT DISTINCT s.member FROM meeting_sheet s CROSS JOIN meeting_totals t ON t.meeting = s.meeting "
-            f"WHERE s.member IN ({','.join('?' * len(chunk))}) AND s.expected = 1 AND t.{column} = ? "
-            "AND t.day BETWEEN ? AND ?", [*chunk, code, date_from, date_to])}
-    return found
+            f"WHERE s.member IN ({marks}) AND s.expected = 1 AND t.{column} = ? AND t.day BETWEEN ? AND ?",
+            [*chunk, code, date_from, date_to])}
+        counts |= {r["member"]: r["n"] for r in store.rows(
+            "SELECT s.member, COUNT(*) AS n FROM meeting_sheet s CROSS JOIN meeting_totals t ON t.meeting = s.meeting "
+            f"WHERE s.member IN ({marks}) AND s.status_now = 'unexcused' AND s.expected = 1 AND t.day BETWEEN ? AND ? "
+            "GROUP BY s.member", [*chunk, date_from, date_to])}
+    counts = {m: n for m, n in counts.items() if m not in moved or m in expected_there}
+    return counts, expected_there
 
 
 def _closed_absences(store: Store, where: str, params: list[Any], date_from: str, date_to: str) -> list[dict[str, Any]]:
