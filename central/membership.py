@@ -177,4 +177,4 @@ def set_joined(store: Store, member: str, on: str, *, by: str) -> None:
         if len(events) != 1 or events[0]["kind"] != "joined":
             raise RegistryError(f"member {member} has more history than a join: its join date can no longer change")
         db.execute("UPDATE membership_events SET at = ?, recorded_by = ?, recorded_at = ?, note = ? WHERE id = ?",
-                   [on, by, utc_now(), f"join date set (was {events[0]['at']})", events[0]["id"]])
+                   [on, by, utc_now(), f"đặt lại ngày vào (trước là {events[0]['at']}) / join date set (was {events[0]['at']})", events[0]["id"]])

@@ -193,8 +193,11 @@ function totalsCards(T, opts) {  // T: the API's totals; opts.link(key) → the 
   if (T.pending || o.showPending) cards.push(mk("pending", "Chưa điểm danh", "Not yet in", T.pending));
   cards.push(mk("overrides", "Thư ký xác nhận", "Confirmed by secretary", T.overrides));
   if (T.not_expected) cards.push(mk("not_expected", "Ngoài danh sách", "Not expected", T.not_expected));
-  cards.push(mk("rate", "Tỷ lệ dự họp", "Attendance rate", pct(T.rate), { cls: "rate", raw: T.rate == null ? "" : T.rate }));
+  // green only when it is good news: under the low-rate threshold (the cell API's, else its 50 % default) in red
+  const low = o.threshold != null ? o.threshold : 0.5;
+  const rateCls = r => "rate" + (r != null && r < low ? " low" : "");
+  cards.push(mk("rate", "Tỷ lệ dự họp", "Attendance rate", pct(T.rate), { cls: rateCls(T.rate), raw: T.rate == null ? "" : T.rate }));
   cards.push(mk("rate_excluding_excused", "Tỷ lệ trừ vắng có lý do", "Rate without excused", pct(T.rate_excluding_excused),
-                { cls: "rate", raw: T.rate_excluding_excused == null ? "" : T.rate_excluding_excused }));
+                { cls: rateCls(T.rate_excluding_excused), raw: T.rate_excluding_excused == null ? "" : T.rate_excluding_excused }));
   return cards;
 }

@@ -401,6 +401,9 @@ def test_a_members_year_meeting_by_meeting_with_the_warning_and_history(year_of_
         assert data["warning"]["level"] == "rule"
         assert page.locator("#warning").get_attribute("data-level") == "rule"
         assert str(data["warning"]["unexcused"]) in page.locator("#warning").inner_text()
+        # a rate under the 50 % threshold is not shown in the good-news green
+        assert data["totals"]["rate"] < 0.5
+        assert "low" in page.locator('#counts .card[data-count="rate"]').get_attribute("class")
         page.click('#counts .card[data-count="unexcused"]')
         page.wait_for_selector('#counts .card[data-count="unexcused"][aria-current=true]')
         assert [r.get_attribute("data-meeting-id") for r in page.locator("tr.meeting").all()] == \
