@@ -412,10 +412,12 @@ def _cell_names(store: Store, cells: Iterable[str]) -> dict[str, str]:
 
 def warnings(store: Store, *, year: int, cell: str | None = None, commune_code: int | None = None,
              province_code: int | None = None, member: str | None = None, now: datetime | None = None,
-             levels: Rules = DEFAULT_RULES) -> dict[str, Any]:
+             levels: Rules = DEFAULT_RULES, limit: int | None = None) -> dict[str, Any]:
     """Members whose unexcused absences in ``year``, summed over every cell they belonged to, reach the warning level
-    (``rule`` from the rule level). A filter (a cell, a commune or province code, a member) keeps the members who were
-    expected at one of its meetings that year; their count still includes their other cells' meetings."""
+    (``rule`` from the rule level), most absences first. A filter (a cell, a commune or province code, a member) keeps
+    the members who were expected at one of its meetings that year; their count still includes their other cells'
+    meetings. ``limit``: list only the first so many (``count`` and ``by_level`` still tell them all): a province's
+    page shows the first hundred of thousands and fetches the rest on demand."""
     year = check_year(year)
     date_from, date_to = _year_window(year)
     first, last = starts_between(date_from, date_to)
@@ -464,33 +466,58 @@ def warnings(store: Store, *, year: int, cell: str | None = None, commune_code: 
             live_absences = _live_absences(store, unclosed, now, levels, in_scope, live=live)
             for a in live_absences:
                 counts[a["member"]] = counts.get(a["member"], 0) + 1
-            # Counted first, listed after: only the members at a warning level get their absences read and titled
-            # (a province has tens of thousands of members with one absence, a few thousand at a level).
-            flagged = sorted(m for m, n in counts.items() if n >= levels.absence_warn_level)
-            for i in range(0, len(flagged), 500):
-                chunk = flagged[i:i + 500]
+            # Counted first, listed after: only the members listed get their absences read and titled (a province
+            # has tens of thousands of members with one absence, thousands at a level, and shows a hundred).
+            counts = {m: n for m, n in counts.items() if n >= levels.absence_warn_level}
+            listed = _order(store, counts, limit)
+            for i in range(0, len(listed), 500):
+                chunk = listed[i:i + 500]
                 absences += _closed_absences(store, f"s.member IN ({','.join('?' * len(chunk))})", chunk,
                                              date_from, date_to)
-            absences += [a for a in live_absences if a["member"] in set(flagged)]
-        else:
-            absences = _closed_absences(store, "1 = 1", [], date_from, date_to)
-            absences += _live_absences(store, unclosed, now, levels, in_scope, live=live)
-    per_member: dict[str, list[dict[str, Any]]] = {}
+            absences += [a for a in live_absences if a["member"] in set(listed)]
+            return _warned(store, year, levels, listed, absences, counts)
+        absences = _closed_absences(store, "1 = 1", [], date_from, date_to)
+        absences += _live_absences(store, unclosed, now, levels, in_scope, live=live)
+    per_member: dict[str, int] = {}
     for a in absences:
         if in_scope is None or a["member"] in in_scope:
+            per_member[a["member"]] = per_member.get(a["member"], 0) + 1
+    counts = {m: n for m, n in per_member.items() if n >= levels.absence_warn_level}
+    return _warned(store, year, levels, _order(store, counts, limit), absences, counts)
+
+
+def _order(store: Store, counts: dict[str, int], limit: int | None) -> list[str]:
+    """The flagged members, most absences first, then by name: the first ``limit`` of them (all without a limit)."""
+    names: dict[str, str] = {}
+    ids = sorted(counts)
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        names |= {r["id"]: r["name"] for r in store.rows(
+            f"SELECT id, name FROM members WHERE id IN ({','.join('?' * len(chunk))})", chunk)}
+    ordered = sorted(ids, key=lambda m: (-counts[m], names.get(m) or "", m))
+    return ordered if limit is None else ordered[:limit]
+
+
+def _warned(store: Store, year: int, levels: Rules, listed: list[str], absences: list[dict[str, Any]],
+            counts: dict[str, int]) -> dict[str, Any]:
+    """The answer: ``listed`` members (in order) with their absences, and how many are flagged in all, by level."""
+    chosen = set(listed)
+    per_member: dict[str, list[dict[str, Any]]] = {}
+    for a in absences:
+        if a["member"] in chosen:
             per_member.setdefault(a["member"], []).append(a)
-    flagged = {k: v for k, v in per_member.items() if len(v) >= levels.absence_warn_level}
-    people_by_id = {r["id"]: r for r in _members(store, flagged)}
+    people_by_id = {r["id"]: r for r in _members(store, listed)}
+    rule = sum(1 for n in counts.values() if n >= levels.absence_rule_level)
     out = []
-    for member_id, found_rows in flagged.items():
-        p = people_by_id.get(member_id, {})
+    for member_id in listed:
+        found_rows, p = per_member.get(member_id, []), people_by_id.get(member_id, {})
         out.append({"member": member_id, "name": p.get("name"), "cell": p.get("cell"), "cell_name": p.get("cell_name"),
                     "unexcused": len(found_rows),
                     "level": "rule" if len(found_rows) >= levels.absence_rule_level else "warning",
                     "meetings": [{"meeting": a["meeting"], "title": a["title"], "day": a["day"]}
                                  for a in sorted(found_rows, key=lambda a: (a["day"], a["meeting"]))]})
-    out.sort(key=lambda w: (-w["unexcused"], w["name"] or "", w["member"]))
-    return {"year": year, "warn_level": levels.absence_warn_level, "rule_level": levels.absence_rule_level, "members": out}
+    return {"year": year, "warn_level": levels.absence_warn_level, "rule_level": levels.absence_rule_level,
+            "count": len(counts), "by_level": {"warning": len(counts) - rule, "rule": rule}, "members": out}
 
 
 def _area_candidates(store: Store, column: str, code: int, date_from: str, date_to: str) -> tuple[dict[str, int], set[str]]:

@@ -150,6 +150,13 @@ def test_early_warnings_sum_a_member_s_unexcused_absences_across_cells_and_drop_
     assert attendance_rollup.member_attendance(store, "a04", year=YEAR, now=NOW)["warning"]["level"] == "warning"
     assert attendance_rollup.member_attendance(store, "a01", year=YEAR, now=NOW)["warning"] is None
     assert attendance_rollup.warnings(store, year=YEAR - 1, now=NOW)["members"] == []
+    # most absences first; a limited list is the full list's head, and still says how many there are by level
+    assert [w["unexcused"] for w in got["members"]] == [3, 3, 2] and (got["count"], got["by_level"]) == (3, {"warning": 1, "rule": 2})
+    province = regions.province(PROVINCE).code
+    whole = attendance_rollup.warnings(store, year=YEAR, province_code=province, now=NOW)
+    head = attendance_rollup.warnings(store, year=YEAR, province_code=province, now=NOW, limit=2)
+    assert {w["member"] for w in whole["members"]} == set(want) and head["members"] == whole["members"][:2]
+    assert (head["count"], head["by_level"]) == (whole["count"], whole["by_level"]) == (3, {"warning": 1, "rule": 2})
 
 
 def test_a_member_s_year_lists_each_meeting_with_its_status_and_reason(year):

@@ -59,9 +59,11 @@ def member_attendance(member: str, request: Request, store: StoreDep, _: Viewer,
 
 @router.get("/attendance/warnings")
 def warnings(request: Request, store: StoreDep, _: Viewer, year: int | None = YEAR, cell: str | None = CELL,
-             commune: int | None = COMMUNE, province: int | None = PROVINCE) -> dict[str, Any]:
+             commune: int | None = COMMUNE, province: int | None = PROVINCE,
+             limit: int | None = Query(None, ge=1, le=100_000, description="list only the first so many "
+                                       "(most absences first); count and by_level still tell them all")) -> dict[str, Any]:
     if sum(x is not None for x in (cell, commune, province)) > 1:
         raise HTTPException(422, "filter by one of cell, commune or province, not several")
     rules = attendance_sheet.rules_of(request.app)
     return answered(lambda: attendance_rollup.warnings(store, year=_year(year), cell=cell, commune_code=commune,
-                                                      province_code=province, levels=rules))
+                                                      province_code=province, levels=rules, limit=limit))
