@@ -183,4 +183,4 @@ def answered(call: Callable[[], T]) -> T:
     except Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except RegistryError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        raise HTTPException(422, str(exc)) from None  # its constant was renamed across Starlette versions
