@@ -137,6 +137,8 @@ Hall demo is running (Ctrl-C stops it).
   Kiosk page    http://127.0.0.1:{kiosk_port}/
   Central       http://127.0.0.1:{central_port}/login/once/{login_code}   (one-time link, 1 hour; another:
                 HALL_CENTRAL_DATA_DIR={data_dir / 'central'} HALL_CENTRAL_HTTP_PORT={central_port} .venv/bin/hall central login-link)
+  Attendance    http://127.0.0.1:{central_port}/attendance/cells/{demo_data.CELL}   (after logging in: the cell's year, six past
+                months closed with excuses, an amendment and two early warnings; each meeting's sheet, the commune and province)
   API           curl -H 'Authorization: Bearer {token}' http://127.0.0.1:{central_port}/api/meetings/{meeting_id}/attendance
   MQTT broker   127.0.0.1:{mqtt_port}    logs: {data_dir}/*.log
   Central CLI   HALL_CENTRAL_DATA_DIR={data_dir / 'central'} .venv/bin/hall central …   (the demo's data)

@@ -104,6 +104,9 @@ def seed_central(store, box, faces: Path, device_public_keys: list[str], *, now:
                          ends=meeting["ends"] + timedelta(days=1))
     for i, key in enumerate(device_public_keys):
         registry.add_device(store, key, HALL, position=DEVICE_POSITIONS[i] if i < len(DEVICE_POSITIONS) else None)
+    from hall.demo_history import seed_history
+
+    seed_history(store, cell=CELL, hall=HALL, now=now)  # past months, so the attendance pages have a year to show
     return meeting["meeting_id"]
 
 
