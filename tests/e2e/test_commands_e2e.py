@@ -97,7 +97,7 @@ def test_resend_makes_central_see_the_kiosks_held_records_again_and_changes_noth
         wait_for(lambda: system.central.collector.ingest.counts["duplicates"] > duplicates, timeout=15,
                  what="central receiving the record again")
         assert store.scalar("SELECT COUNT(*) FROM records WHERE device = ?", [device]) == 1
-        assert store.scalar("SELECT COUNT(*) FROM attendance WHERE member = ?", [OBAMA.id]) == 1
+        assert store.scalar("SELECT COUNT(*) FROM attendance WHERE member = ? AND device = ?", [OBAMA.id, device]) == 1
         assert store.rows("SELECT reason FROM rejections WHERE device = ?", [device]) == []
     finally:
         agent.uplink.client.subscribe(ack_topic, 1)
