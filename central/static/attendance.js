@@ -125,6 +125,20 @@ function card(vi, en, value, opts) {
   return el("div", attrs, ...body);
 }
 
+// The four pages' header, built once here: the page's title (data-vi/data-en on <header>), links to the attendance
+// landing, the meeting's cell (data-cell-link: the sheet fills it in) and the fleet, who is logged in, log out.
+function staffHeader() {
+  const h = document.querySelector("header[data-vi]");
+  const link = (href, vi, en, id) => el("a", { href, id, hidden: id ? true : null }, vi + " ", el("span", { class: "en" }, en));
+  h.replaceChildren(
+    el("h1", { id: "title" }, h.dataset.vi + " ", el("span", { class: "en" }, h.dataset.en)),
+    el("nav", {}, link("/", "Điểm danh", "Attendance"), "cellLink" in h.dataset ? link("#", "Chi bộ", "Cell", "cell-link") : null,
+       link("/fleet", "Thiết bị", "Fleet")),
+    el("span", { class: "right" }, el("span", { id: "who", "data-role": "" }),
+       el("form", { method: "post", action: "/logout", style: "display:inline;margin:0" },
+          el("button", { type: "submit" }, "Đăng xuất ", el("span", { class: "en" }, "Log out")))));
+}
+
 async function whoAmI() {
   const me = await getJSON("/api/me");
   const who = document.getElementById("who");
