@@ -32,7 +32,7 @@ STATUSES = ("present", "late", "excused", "unexcused")  # what a closed sheet ca
 LIVE_STATUSES = (*STATUSES, "pending")
 REASONS = {"illness": "ốm đau", "work": "đi công tác", "leave": "nghỉ phép", "family": "việc gia đình",
            "other": "lý do khác"}
-MAX_NOTE = 500
+MAX_NOTE = membership.MAX_NOTE  # a note typed by staff: the same limit as the membership history's
 AUTO_CLOSER = "central (auto)"
 CLOSE_DUE_BATCH = 200  # meetings closed per call: the store's lock is not held for a whole backlog at once
 TOTAL_KEYS = ("expected", "present", "late", "excused", "unexcused", "pending", "attended", "overrides", "not_expected",
@@ -285,14 +285,6 @@ def statuses(store: Store, meeting_ids: Iterable[str], *, now: datetime | str | 
 
 # -- writing -------------------------------------------------------------------------------------------------------
 
-def _note(note: str | None) -> str | None:
-    if note is None or not note.strip():
-        return None
-    if len(note) > MAX_NOTE:
-        raise RegistryError(f"a note is at most {MAX_NOTE} characters")
-    return note.strip()
-
-
 def _reason(reason: str | None) -> str:
     if reason not in REASONS:
         raise RegistryError(f"bad reason {reason!r}: one of {', '.join(REASONS)}")
@@ -309,7 +301,7 @@ def _check_member(store: Store, member: str) -> str:
 def record_excuse(store: Store, meeting_id: str, member: str, reason: str, note: str | None, *, by: str,
                   now: datetime | str | None = None, late_after_min: int = 15, remote: str | None = None) -> dict[str, Any]:
     """Record why ``member`` is absent; after the close this is an amendment to ``excused`` ({"amended": True})."""
-    meeting_id, reason, note = check_id("meeting", meeting_id), _reason(reason), _note(note)
+    meeting_id, reason, note = check_id("meeting", meeting_id), _reason(reason), membership.check_note(note)
     with store.transaction() as db:
         m = _meeting(store, meeting_id)
         member = _check_member(store, member)
@@ -378,7 +370,7 @@ def _write_totals(store: Store, m: dict[str, Any], rows: list[dict[str, Any]], *
 def amend(store: Store, meeting_id: str, member: str, status: str, reason: str | None, note: str | None, *,
           by: str, remote: str | None = None) -> dict[str, Any]:
     """Change a closed meeting's status of ``member`` (``status_now``); the close's own status stays. Returns the sheet."""
-    meeting_id, note = check_id("meeting", meeting_id), _note(note)
+    meeting_id, note = check_id("meeting", meeting_id), membership.check_note(note)
     if status not in STATUSES:
         raise RegistryError(f"bad status {status!r}: one of {', '.join(STATUSES)}")
     reason = reason or None

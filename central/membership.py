@@ -40,7 +40,8 @@ def check_date(value: str | date, what: str = "date") -> str:
     return text
 
 
-def _note(note: str | None) -> str | None:
+def check_note(note: str | None) -> str | None:
+    """A staff note, stripped (None when blank); at most MAX_NOTE characters."""
     if note is None or not note.strip():
         return None
     if len(note) > MAX_NOTE:
@@ -100,7 +101,7 @@ def _current(store: Store, member: str, on: str) -> tuple[str, dict[str, Any]]:
 
 def transfer(store: Store, member: str, to_cell: str, on: str, *, by: str, note: str | None = None) -> str:
     """Move ``member`` to ``to_cell`` from date ``on``; returns the cell they left."""
-    member, to_cell, on, note = check_id("member", member), check_id("cell", to_cell), check_date(on), _note(note)
+    member, to_cell, on, note = check_id("member", member), check_id("cell", to_cell), check_date(on), check_note(note)
     with store.transaction() as db:
         if store.scalar("SELECT 1 FROM cells WHERE id = ?", [to_cell]) is None:
             raise NotFound(f"no cell {to_cell}")
@@ -117,7 +118,7 @@ def transfer(store: Store, member: str, to_cell: str, on: str, *, by: str, note:
 
 def set_standing(store: Store, member: str, standing: str, on: str, *, by: str, note: str | None = None) -> None:
     """Record that ``member`` is probationary or official from date ``on``."""
-    member, on, note = check_id("member", member), check_date(on), _note(note)
+    member, on, note = check_id("member", member), check_date(on), check_note(note)
     if standing not in STANDINGS:
         raise RegistryError(f"bad standing {standing!r}: one of {', '.join(STANDINGS)}")
     with store.transaction():
@@ -132,7 +133,7 @@ def leave(store: Store, member: str, reason: str, on: str, *, by: str, note: str
 
     The member stays in the registry (their past attendance keeps its name); they are not expected after ``on``.
     """
-    member, on, note = check_id("member", member), check_date(on), _note(note)
+    member, on, note = check_id("member", member), check_date(on), check_note(note)
     if reason not in LEAVE_REASONS:
         raise RegistryError(f"bad reason {reason!r}: one of {', '.join(LEAVE_REASONS)}")
     with store.transaction():
