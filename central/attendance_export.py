@@ -419,8 +419,7 @@ def _area_meetings(store: Store, level: str, code: int, year: int, cells: Mappin
     first, last = attendance_rollup.starts_between(date_from, date_to)
     ids = sorted(cells)
     moment = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # as meetings store times
-    for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
-        chunk = ids[i:i + 500]
+    for chunk in attendance_sheet.chunks(ids):
         for m in store.rows(
             "SELECT id, title, starts_at, cell FROM meetings WHERE closed_at IS NULL AND starts_at >= ? AND starts_at < ? "
             f"AND ends_at <= ? AND cell IN ({','.join('?' * len(chunk))})", [first, last, moment, *chunk]):

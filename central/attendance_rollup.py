@@ -232,8 +232,7 @@ def cell_attendance(store: Store, cell: str, *, date_from: str | None = None, da
 def _frozen_rows(store: Store, meeting_ids: list[str]) -> list[dict[str, Any]]:
     """Closed meetings' sheet rows as they stand now (``status_now``), with the members' names."""
     out: list[dict[str, Any]] = []
-    for i in range(0, len(meeting_ids), 500):  # SQLite's bound-parameter limit
-        chunk = meeting_ids[i:i + 500]
+    for chunk in attendance_sheet.chunks(meeting_ids):
         out += store.rows(
             "SELECT s.meeting, s.member, m.name, s.standing, s.expected, s.status_now AS status, s.override "
             f"FROM meeting_sheet s JOIN members m ON m.id = s.member WHERE s.meeting IN ({','.join('?' * len(chunk))})",
@@ -438,8 +437,7 @@ def warnings(store: Store, *, year: int, cell: str | None = None, commune_code: 
                 found |= {r["member"] for r in rows if r.get("expected", True)}
             people = sorted(found)
         in_scope = set(people)
-        for i in range(0, len(people), 500):
-            chunk = people[i:i + 500]
+        for chunk in attendance_sheet.chunks(people):
             marks = ",".join("?" * len(chunk))
             absences += _closed_absences(store, f"s.member IN ({marks})", chunk, date_from, date_to)
             unclosed = _unclosed_ended(store, f"c.id IN (SELECT cell FROM membership_events WHERE member IN ({marks}))",
@@ -470,8 +468,7 @@ def warnings(store: Store, *, year: int, cell: str | None = None, commune_code: 
             # has tens of thousands of members with one absence, thousands at a level, and shows a hundred).
             counts = {m: n for m, n in counts.items() if n >= levels.absence_warn_level}
             listed = _order(store, counts, limit)
-            for i in range(0, len(listed), 500):
-                chunk = listed[i:i + 500]
+            for chunk in attendance_sheet.chunks(listed):
                 absences += _closed_absences(store, f"s.member IN ({','.join('?' * len(chunk))})", chunk,
                                              date_from, date_to)
             absences += [a for a in live_absences if a["member"] in set(listed)]
@@ -490,8 +487,7 @@ def _order(store: Store, counts: dict[str, int], limit: int | None) -> list[str]
     """The flagged members, most absences first, then by name: the first ``limit`` of them (all without a limit)."""
     names: dict[str, str] = {}
     ids = sorted(counts)
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
+    for chunk in attendance_sheet.chunks(ids):
         names |= {r["id"]: r["name"] for r in store.rows(
             f"SELECT id, name FROM members WHERE id IN ({','.join('?' * len(chunk))})", chunk)}
     ordered = sorted(ids, key=lambda m: (-counts[m], names.get(m) or "", m))
@@ -537,8 +533,8 @@ def _area_candidates(store: Store, column: str, code: int, date_from: str, date_
         if r["member"] not in moved}
     people = sorted(moved)
     expected_there: set[str] = set()
-    for i in range(0, len(people), 500):
-        chunk, marks = people[i:i + 500], ",".join("?" * len(people[i:i + 500]))
+    for chunk in attendance_sheet.chunks(people):
+        marks = ",".join("?" * len(chunk))
         # CROSS JOIN: each member's few rows (meeting_sheet_member) first, never the area's totals first
         expected_there |= {r["member"] for r in store.rows(
             "SELECT DISTINCT s.member FROM meeting_sheet s CROSS JOIN meeting_totals t ON t.meeting = s.meeting "
@@ -578,8 +574,7 @@ def _live_absences(store: Store, unclosed: list[dict[str, Any]], now: datetime |
 def _members(store: Store, ids: Iterable[str]) -> list[dict[str, Any]]:
     ids = sorted(ids)
     out: list[dict[str, Any]] = []
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
+    for chunk in attendance_sheet.chunks(ids):
         out += store.rows("SELECT m.id, m.name, m.cell, c.name AS cell_name FROM members m "
                           f"LEFT JOIN cells c ON c.id = m.cell WHERE m.id IN ({','.join('?' * len(chunk))})", chunk)
     return out

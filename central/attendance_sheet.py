@@ -153,7 +153,7 @@ def _meeting_json(m: dict[str, Any], now: datetime) -> dict[str, Any]:
 def _check_ins(store: Store, meeting_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
     """meeting -> member -> counted check-in with its record's hash and override officer."""
     out: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in meeting_ids}
-    for chunk in _chunks(meeting_ids):
+    for chunk in chunks(meeting_ids):
         for r in store.rows(
             "SELECT a.meeting, a.member, a.device, a.seq, a.checked_in_at, r.hash, "
             "json_extract(r.body, '$.proof.override') AS override, mb.name FROM attendance a "
@@ -165,14 +165,15 @@ def _check_ins(store: Store, meeting_ids: list[str]) -> dict[str, dict[str, dict
 
 def _excuses(store: Store, meeting_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
     out: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in meeting_ids}
-    for chunk in _chunks(meeting_ids):
+    for chunk in chunks(meeting_ids):
         for r in store.rows("SELECT meeting, member, reason, note, recorded_by, recorded_at FROM absence_excuses "
                             f"WHERE meeting IN ({','.join('?' * len(chunk))})", chunk):
             out[r["meeting"]][r["member"]] = r
     return out
 
 
-def _chunks(ids: list[str], size: int = 500) -> Iterable[list[str]]:
+def chunks(ids: list[str], size: int = 500) -> Iterable[list[str]]:
+    """``ids`` in slices small enough for one ``IN (…)`` (SQLite's bound-parameter limit)."""
     for i in range(0, len(ids), size):
         yield ids[i:i + size]
 
@@ -216,7 +217,7 @@ def _live_rows(store: Store, m: dict[str, Any], check_ins: dict[str, dict[str, A
 
 def _frozen_rows(store: Store, meeting_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {m: [] for m in meeting_ids}
-    for chunk in _chunks(meeting_ids):
+    for chunk in chunks(meeting_ids):
         marks = ",".join("?" * len(chunk))
         for r in store.rows(
             "SELECT s.*, mb.name, COALESCE((SELECT a.note FROM attendance_amendments a WHERE a.meeting = s.meeting "
@@ -248,15 +249,9 @@ def sheet(store: Store, meeting_id: str, *, now: datetime | str | None = None, l
     meeting_id, moment = check_id("meeting", meeting_id), _moment(now)
     with store.lock:  # one consistent view: ingest and close take the same lock
         m = _meeting(store, meeting_id)
-        frozen = m["closed_at"] is not None
-        if frozen:
-            rows = _frozen_rows(store, [meeting_id])[meeting_id]
-        else:
-            ended = moment >= _moment(m["ends_at"])
-            rows = _live_rows(store, m, _check_ins(store, [meeting_id])[meeting_id],
-                              _excuses(store, [meeting_id])[meeting_id], ended=ended, late_after_min=late_after_min)
+        rows = _effective_rows(store, {meeting_id: m}, moment, late_after_min)[meeting_id]
         amendments = _amendments(store, meeting_id)
-    return {"meeting": _meeting_json(m, moment), "late_after_min": late_after_min, "frozen": frozen,
+    return {"meeting": _meeting_json(m, moment), "late_after_min": late_after_min, "frozen": m["closed_at"] is not None,
             "totals": totals(rows), "members": _public(rows), "amendments": amendments}
 
 
@@ -269,18 +264,25 @@ def statuses(store: Store, meeting_ids: Iterable[str], *, now: datetime | str | 
     ids, moment = list(dict.fromkeys(meeting_ids)), _moment(now)
     with store.lock:
         meetings: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             for m in store.rows(f"{_MEETING} WHERE m.id IN ({','.join('?' * len(chunk))})", chunk):
                 meetings[m["id"]] = m
-        closed = [i for i in ids if i in meetings and meetings[i]["closed_at"] is not None]
-        live = [i for i in ids if i in meetings and meetings[i]["closed_at"] is None]
-        out = _frozen_rows(store, closed)
-        check_ins, excuses = _check_ins(store, live), _excuses(store, live)
-        for i in live:
-            m = meetings[i]
-            out[i] = _live_rows(store, m, check_ins[i], excuses[i], ended=moment >= _moment(m["ends_at"]),
-                                late_after_min=late_after_min)
+        out = _effective_rows(store, meetings, moment, late_after_min)
     return {i: _public(out[i]) for i in ids if i in out}
+
+
+def _effective_rows(store: Store, meetings: dict[str, dict[str, Any]], moment: datetime,
+                    late_after_min: int) -> dict[str, list[dict[str, Any]]]:
+    """meeting id -> its rows: frozen (``status_now``) for the closed ones, live for the others. Caller holds the lock."""
+    closed = [i for i, m in meetings.items() if m["closed_at"] is not None]
+    live = [i for i, m in meetings.items() if m["closed_at"] is None]
+    out = _frozen_rows(store, closed)
+    check_ins, excuses = _check_ins(store, live), _excuses(store, live)
+    for i in live:
+        m = meetings[i]
+        out[i] = _live_rows(store, m, check_ins[i], excuses[i], ended=moment >= _moment(m["ends_at"]),
+                            late_after_min=late_after_min)
+    return out
 
 
 # -- writing -------------------------------------------------------------------------------------------------------
