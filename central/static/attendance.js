@@ -101,6 +101,17 @@ function hrefWith(changes) {
   return location.pathname + (q ? "?" + q : "");
 }
 // A link to another view of this page: followed in place (no reload), still a real address to copy or open.
+// A list filtered by a count card (?show=…): the note naming the filter with the way back to everyone, and the
+// list's count in its heading. ``label`` is the filter's [Vietnamese, English] name, or null when not filtered.
+function filterNote(label, shown, render, allText) {
+  const note = document.getElementById("filter-note");
+  note.hidden = !label;
+  if (label) note.replaceChildren("Đang lọc / Showing: ", el("b", {}, label[0]), " ", el("span", { class: "en" }, label[1]),
+    " (" + shown.length + ") — ", viewLink({ show: null }, allText || "xem tất cả / show everyone", { id: "show-all" }, render));
+  const count = document.getElementById("shown-count");
+  count.textContent = "(" + shown.length + ")";
+  count.dataset.count = shown.length;
+}
 function viewLink(changes, text, attrs, render) {
   const a = el("a", { href: hrefWith(changes), ...(attrs || {}) }, text);
   a.addEventListener("click", ev => {
