@@ -24,7 +24,8 @@ PAGES = {("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("GET", "/login/on
 # Every route needing no staff login: the pages, and routes that check a credential of their own (a one-time token...).
 PUBLIC = PAGES | {("POST", "/enrol"), ("GET", "/enrol/ca"),  # the CA certificate is public by nature
                   ("GET", "/vendor/uplot/{name}"),  # the vendored chart library: public code, no data
-                  ("GET", "/attendance/assets/{name}")}  # the attendance pages' script and style: code, no data
+                  ("GET", "/attendance/assets/{name}"),  # the attendance pages' script and style: code, no data
+                  ("GET", "/fleet/assets/{name}")}  # the fleet pages' shared style and script: code, no data
 # Called by central's own media server, never by staff: they check their caller themselves.
 MACHINE = {("POST", "/media/on_publish"), ("POST", "/media/on_record_done")}
 REQUIRED = {

@@ -26,6 +26,7 @@ from .fleet import view_of
 router = APIRouter(tags=["fleet pages"])
 STATIC = Path(__file__).resolve().parent.parent.parent / "static"
 PAGES = {name: STATIC / f"{name}.html" for name in ("fleet", "fleet_devices", "fleet_device")}
+ASSETS = {"fleet.css": "text/css; charset=utf-8", "fleet.js": "text/javascript; charset=utf-8"}  # what the pages share
 HEARTBEAT_S = 15.0  # a comment line this often keeps proxies from closing an idle stream, and finds a gone tab
 # The chart library, as fetched from the npm registry (central/static/vendor/uplot/README.md): served only if unchanged.
 VENDOR = {
@@ -55,6 +56,14 @@ def devices_page(request: Request) -> Response:
 @router.get("/fleet/devices/{device}", response_class=HTMLResponse, dependencies=[Public])
 def device_page(request: Request, device: str) -> Response:
     return _page(request, "fleet_device")  # the script reads the id from the address
+
+
+@router.get("/fleet/assets/{name}", dependencies=[Public])
+def asset(name: str) -> Response:
+    """The fleet pages' shared style and script (code, no data); only the files listed."""
+    if name not in ASSETS:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such file")
+    return Response((STATIC / name).read_bytes(), media_type=ASSETS[name], headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/vendor/uplot/{name}", dependencies=[Public])
